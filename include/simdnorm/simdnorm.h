@@ -1,0 +1,136 @@
+/*
+ * simdnorm: SIMD batch normalisation for CPUs -- the C API.
+ *
+ * This header is the contract engines link against. It is C99, carries no SIMD or OpenMP types, and every entry
+ * point returns a status instead of throwing. Every argument is validated before any memory is touched: a call that
+ * returns SIMDNORM_INVALID_ARGUMENT or SIMDNORM_OUT_OF_MEMORY has written nothing, and simdnorm_last_error() names the
+ * offending argument.
+ *
+ * Conventions (PyTorch's, so results compare directly):
+ *   m       = n * spatial, the number of values per channel.
+ *   mean    = sum(x) / m
+ *   var     = sum((x - mean)^2) / m                      (biased; used to normalise)
+ *   invstd  = 1 / sqrt(var + eps)
+ *   y       = gamma * (x - mean) * invstd + beta         (computed as y = a*x + b with a = gamma*invstd,
+ *                                                          b = beta - mean*a rounded to float per channel)
+ *   running_mean = (1 - momentum) * running_mean + momentum * mean
+ *   running_var  = (1 - momentum) * running_var  + momentum * sum((x - mean)^2) / (m - 1)   (unbiased)
+ * Keras' momentum is the weight of the old value: pass momentum = 1 - keras_momentum.
+ *
+ * Aliasing: y may equal x exactly (in place) and dx may equal dy; any other overlap between an input and an output,
+ * or a partial overlap, is undefined. Per-channel arrays have length c.
+ *
+ * Threads: the kernels use OpenMP (unless the library was built with SIMDNORM_OPENMP=OFF). Results are bitwise
+ * identical for every thread count. The functions may be called concurrently from several threads on different
+ * buffers; simdnorm_set_max_isa and simdnorm_set_num_threads set process-wide state.
+ */
+#ifndef SIMDNORM_SIMDNORM_H_
+#define SIMDNORM_SIMDNORM_H_
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define SIMDNORM_VERSION_MAJOR 0
+#define SIMDNORM_VERSION_MINOR 1
+#define SIMDNORM_VERSION_PATCH 0
+
+typedef enum simdnorm_status {
+  SIMDNORM_SUCCESS = 0,
+  SIMDNORM_INVALID_ARGUMENT = 1, /* nothing was written */
+  SIMDNORM_UNSUPPORTED = 2,      /* e.g. an ISA this machine or build cannot run */
+  SIMDNORM_OUT_OF_MEMORY = 3,    /* nothing was written */
+  SIMDNORM_NON_FINITE = 4        /* outputs written; see simdnorm_forward_training */
+} simdnorm_status;
+
+typedef enum simdnorm_layout {
+  SIMDNORM_NCHW = 0, /* element (n, c, s) at (n*C + c)*S + s */
+  SIMDNORM_NHWC = 1  /* element (n, c, s) at (n*S + s)*C + c */
+} simdnorm_layout;
+
+typedef struct simdnorm_shape {
+  size_t n;       /* batch */
+  size_t c;       /* channels */
+  size_t spatial; /* H*W, D*H*W, L, or 1 for an N x C matrix */
+  simdnorm_layout layout;
+} simdnorm_shape;
+
+/* y = max(0, bn(x)). In backward, dy is masked (treated as 0) where the forward output bn(x) <= 0; bn(x) is
+ * recomputed from x, gamma, beta, batch_mean and batch_invstd with the very arithmetic forward training used, so
+ * the mask matches the forward output bit for bit on the same ISA. */
+#define SIMDNORM_FUSE_RELU 0x1u
+
+/* "MAJOR.MINOR.PATCH" of the library that was linked. Never NULL. */
+const char* simdnorm_version(void);
+
+/* The kernel path that runs now: "avx512", "avx2" or "sse2". Never NULL. The best path the CPU (and OS) supports is
+ * chosen at the first call into the library, capped by the environment variable SIMDNORM_MAX_ISA when it is set to
+ * one of the names above, and later by simdnorm_set_max_isa. */
+const char* simdnorm_isa(void);
+
+/* Caps the kernel path at `isa` ("avx512", "avx2" or "sse2"): the best supported path not above the cap runs.
+ * Returns SIMDNORM_INVALID_ARGUMENT for NULL or an unknown name. Process-wide; not to be called while another thread
+ * is inside a simdnorm call. */
+simdnorm_status simdnorm_set_max_isa(const char* isa);
+
+/* Number of OpenMP threads the kernels use; 0 (or a negative value) restores OpenMP's default. Process-wide. Has no
+ * effect in a build without OpenMP. Results do not depend on it. */
+void simdnorm_set_num_threads(int n);
+
+/* Message describing the last failure (status other than SIMDNORM_SUCCESS) on the calling thread, or "" if there was
+ * none. Valid until the next simdnorm call on this thread. Never NULL. */
+const char* simdnorm_last_error(void);
+
+/* Training forward pass.
+ *   x, y           required; y may equal x (in place).
+ *   gamma, beta    each may be NULL, meaning all ones and all zeros.
+ *   eps            finite and > 0.
+ *   batch_mean, batch_invstd   outputs of length c, each may be NULL; they are what simdnorm_backward expects.
+ *   running_mean, running_var  in/out, both or neither; updated with momentum in [0, 1] as in the conventions.
+ *   flags          0 or SIMDNORM_FUSE_RELU.
+ * Needs m >= 2. If a channel's statistics are not finite (NaN or Inf in its x), y is still written for every channel
+ * (NaN propagates), batch_mean/batch_invstd are written, the running statistics of that channel are left unchanged,
+ * the other channels are updated, and SIMDNORM_NON_FINITE is returned naming the first such channel. */
+simdnorm_status simdnorm_forward_training(const simdnorm_shape* shape, const float* x, float* y, const float* gamma,
+                                          const float* beta, float eps, float* batch_mean, float* batch_invstd,
+                                          float* running_mean, float* running_var, float momentum, unsigned flags);
+
+/* Inference forward pass with given statistics: y = gamma * (x - mean) / sqrt(var + eps) + beta, computed as
+ * y = scale*x + shift with scale and shift folded as simdnorm_fold does.
+ *   x, y, mean, var  required; y may equal x.  gamma, beta may be NULL (ones, zeros).  eps finite and > 0.
+ * Non-finite data propagates; the call succeeds. */
+simdnorm_status simdnorm_forward_inference(const simdnorm_shape* shape, const float* x, float* y, const float* gamma,
+                                           const float* beta, const float* mean, const float* var, float eps,
+                                           unsigned flags);
+
+/* Backward pass for a training forward pass.
+ *   x, dy, batch_mean, batch_invstd  required (batch_* as written by simdnorm_forward_training).
+ *   gamma, beta    may be NULL (ones, zeros); beta is read only with SIMDNORM_FUSE_RELU.
+ *   dx, dgamma, dbeta  outputs, each may be NULL when not wanted; dx may equal dy.
+ * With dy' = dy masked by the ReLU (or dy), xhat = (x - batch_mean) * batch_invstd:
+ *   dbeta  = sum(dy')
+ *   dgamma = sum(dy' * xhat)
+ *   dx     = gamma * batch_invstd * (dy' - dbeta/m - xhat * dgamma/m)
+ * Needs m >= 2, like the forward pass it differentiates. */
+simdnorm_status simdnorm_backward(const simdnorm_shape* shape, const float* x, const float* dy, const float* gamma,
+                                  const float* beta, const float* batch_mean, const float* batch_invstd, float* dx,
+                                  float* dgamma, float* dbeta, unsigned flags);
+
+/* Inference folding for engines, per channel (computed in double, rounded once):
+ *   scale = gamma / sqrt(var + eps),  shift = beta - mean * scale
+ * gamma, beta may be NULL (ones, zeros); mean, var, scale, shift required; c > 0. scale and shift must not overlap
+ * the inputs. */
+simdnorm_status simdnorm_fold(size_t c, const float* gamma, const float* beta, const float* mean, const float* var,
+                              float eps, float* scale, float* shift);
+
+/* y = x * scale[c] + shift[c] (then max(0, .) with SIMDNORM_FUSE_RELU); y may equal x. All pointers required. */
+simdnorm_status simdnorm_affine(const simdnorm_shape* shape, const float* x, float* y, const float* scale,
+                                const float* shift, unsigned flags);
+
+#ifdef __cplusplus
+} /* extern "C" */
+#endif
+
+#endif /* SIMDNORM_SIMDNORM_H_ */

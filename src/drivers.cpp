@@ -1,0 +1,526 @@
+#include "drivers.hpp"
+
+#include <atomic>
+#include <cmath>
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <new>
+
+#ifdef SIMDNORM_WITH_OPENMP
+#include <omp.h>
+#endif
+
+#include "kernel_table.hpp"
+#include "moments.hpp"
+
+namespace simdnorm {
+namespace {
+
+struct Baseline {};  // instantiation tag of the shared arithmetic templates in baseline code
+
+// ---- Partitioning: constants of the shape, never of the thread count. ----
+
+// An NCHW channel of up to this many floats (4 MiB) is one work item: normalised right after its statistics while
+// its data is still in L2/L3, so training costs about one read-modify-write pass. Larger channels are cut into
+// chunks of this size whose moments merge in chunk order.
+constexpr std::size_t kRunChunk = std::size_t{1} << 20;
+// NHWC rows are cut into chunks of at least this many bytes, and at most kMaxRowChunks chunks.
+constexpr std::size_t kRowChunkBytes = std::size_t{256} << 10;
+constexpr std::size_t kMaxRowChunks = 64;
+// Below this many floats a call runs on the calling thread: waking a team costs more than it saves.
+constexpr std::size_t kParallelMinElements = std::size_t{1} << 15;
+
+std::atomic<int> g_num_threads{0};
+
+int team_size(std::size_t items, std::size_t elements) {
+#ifdef SIMDNORM_WITH_OPENMP
+  if (items < 2 || elements < kParallelMinElements) return 1;
+  const int wanted = g_num_threads.load(std::memory_order_relaxed);
+  const int threads = wanted > 0 ? wanted : omp_get_max_threads();
+  return static_cast<std::size_t>(threads) < items ? threads : static_cast<int>(items);
+#else
+  (void)items, (void)elements;
+  return 1;
+#endif
+}
+
+// Runs body(i) for i in [0, items). Items are independent; which thread runs which does not affect any result.
+template <class Body>
+void parallel_for(std::size_t items, std::size_t elements, const Body& body) {
+#ifdef SIMDNORM_WITH_OPENMP
+  const int threads = team_size(items, elements);
+  if (threads > 1) {
+    const auto count = static_cast<std::ptrdiff_t>(items);
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (std::ptrdiff_t i = 0; i < count; ++i) body(static_cast<std::size_t>(i));
+    return;
+  }
+#else
+  (void)elements;
+#endif
+  for (std::size_t i = 0; i < items; ++i) body(i);
+}
+
+template <class T>
+std::unique_ptr<T[]> allocate(std::size_t count) {
+  return std::unique_ptr<T[]>(new (std::nothrow) T[count == 0 ? 1 : count]());
+}
+
+// ---- How a layout is walked. ----
+
+// A run walk (NCHW, or any tensor with one channel): channel c, run k starts at c*channel_stride + k*run_stride and
+// holds len contiguous floats. A row walk (NHWC, or NCHW with spatial 1, which is the same memory): rows of c floats.
+struct View {
+  bool rows;
+  std::size_t channels;
+  std::size_t runs, len, run_stride, channel_stride;  // run walk
+  std::size_t row_count;                              // row walk
+  std::size_t per_channel;
+  std::size_t elements;
+};
+
+View make_view(const Geometry& g) {
+  View v{};
+  v.channels = g.c;
+  v.per_channel = g.per_channel;
+  v.elements = g.elements;
+  if (g.c == 1) {
+    // Either layout: the whole tensor is one contiguous channel.
+    v.rows = false;
+    v.runs = 1;
+    v.len = g.elements;
+    v.run_stride = g.elements;
+    v.channel_stride = 0;
+  } else if (g.layout == SIMDNORM_NCHW && g.spatial > 1) {
+    v.rows = false;
+    v.runs = g.n;
+    v.len = g.spatial;
+    v.run_stride = g.c * g.spatial;
+    v.channel_stride = g.spatial;
+  } else {
+    v.rows = true;
+    v.row_count = g.n * g.spatial;
+  }
+  return v;
+}
+
+std::size_t run_chunks(const View& v) { return (v.per_channel + kRunChunk - 1) / kRunChunk; }
+
+RunWalk run_walk(const View& v, std::size_t chunk, std::size_t chunks) {
+  const std::size_t begin = chunk * kRunChunk;
+  const std::size_t end = chunk + 1 == chunks ? v.per_channel : begin + kRunChunk;
+  return RunWalk{v.run_stride, v.len, begin, end};
+}
+
+// Calls visit(offset, len) for the contiguous pieces of a run walk, offsets relative to the channel's base.
+template <class Visit>
+void for_each_piece(const RunWalk& walk, const Visit& visit) {
+  std::size_t e = walk.begin;
+  while (e < walk.end) {
+    const std::size_t run = e / walk.len;
+    const std::size_t offset = e - run * walk.len;
+    const std::size_t take = walk.len - offset < walk.end - e ? walk.len - offset : walk.end - e;
+    visit(run * walk.stride + offset, take);
+    e += take;
+  }
+}
+
+struct RowChunks {
+  std::size_t count;
+  std::size_t rows_per_chunk;
+  std::size_t rows_of(std::size_t i, std::size_t total) const {
+    const std::size_t begin = i * rows_per_chunk;
+    return total - begin < rows_per_chunk ? total - begin : rows_per_chunk;
+  }
+};
+
+RowChunks row_chunks(const View& v) {
+  const std::size_t row_bytes = v.channels * sizeof(float);
+  std::size_t per = (kRowChunkBytes + row_bytes - 1) / row_bytes;
+  const std::size_t at_most = (v.row_count + kMaxRowChunks - 1) / kMaxRowChunks;
+  if (per < at_most) per = at_most;
+  if (per == 0) per = 1;
+  return RowChunks{(v.row_count + per - 1) / per, per};
+}
+
+template <class Visit>
+void for_each_value(const float* x, const View& v, std::size_t c, const Visit& visit) {
+  if (v.rows) {
+    for (std::size_t r = 0; r < v.row_count; ++r) visit(x[r * v.channels + c]);
+  } else {
+    const float* base = x + c * v.channel_stride;
+    for (std::size_t k = 0; k < v.runs; ++k) {
+      for (std::size_t s = 0; s < v.len; ++s) visit(base[k * v.run_stride + s]);
+    }
+  }
+}
+
+float channel_shift(const float* x, const View& v, std::size_t c) { return v.rows ? x[c] : x[c * v.channel_stride]; }
+
+// ---- Per-channel arithmetic. ----
+
+struct ChannelStats {
+  double mean;
+  double m2;
+  float mean_f;
+  float invstd_f;
+  bool finite;
+};
+
+// Mean and M2 from the merged moments. When the float lanes overflowed on finite data (|x - K| near 1e19 and
+// beyond: squares past FLT_MAX), the channel is recomputed in double, two passes, so that every variance that double
+// can hold comes out right; non-finite data stays non-finite.
+ChannelStats finish_stats(const Moments& moments, const float* x, const View& v, std::size_t c, float shift,
+                          float eps) {
+  const double m = static_cast<double>(v.per_channel);
+  double mean = static_cast<double>(shift) + moments.sum / m;
+  double m2 = moments.m2;
+  if (!std::isfinite(mean) || !std::isfinite(m2)) {
+    double sum = 0.0;
+    for_each_value(x, v, c, [&](float value) { sum += value; });
+    mean = sum / m;
+    m2 = 0.0;
+    for_each_value(x, v, c, [&](float value) { m2 += (value - mean) * (value - mean); });
+  }
+  const double var = m2 / m;
+  ChannelStats st;
+  st.mean = mean;
+  st.m2 = m2;
+  st.mean_f = static_cast<float>(mean);
+  st.invstd_f = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
+  st.finite = std::isfinite(mean) && std::isfinite(var);
+  return st;
+}
+
+struct Coefficients {
+  float a, b;
+};
+
+// y = a*x + b with a = gamma*invstd and b = beta - mean*a, each rounded once to float. Training, the ReLU mask of
+// backward (which must reproduce the forward output exactly) and inference folding all go through here.
+Coefficients fold_coefficients(const float* gamma, const float* beta, std::size_t c, double mean, double invstd) {
+  const double g = gamma != nullptr ? gamma[c] : 1.0;
+  const double b = beta != nullptr ? beta[c] : 0.0;
+  const float a = static_cast<float>(g * invstd);
+  return Coefficients{a, static_cast<float>(b - mean * static_cast<double>(a))};
+}
+
+}  // namespace
+
+void set_num_threads(int n) { g_num_threads.store(n > 0 ? n : 0, std::memory_order_relaxed); }
+
+// ---------------------------------------------------------------------------------------------------------------
+
+simdnorm_status run_forward_training(const char* fn, const Geometry& g, const TrainingArgs& args) {
+  const KernelTable& k = active_kernels();
+  const View v = make_view(g);
+  const bool relu = (args.flags & SIMDNORM_FUSE_RELU) != 0u;
+  const std::size_t C = v.channels;
+
+  auto stats = allocate<ChannelStats>(C);
+  if (!stats) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes of scratch", fn, C * sizeof(ChannelStats));
+
+  if (!v.rows) {
+    const std::size_t chunks = run_chunks(v);
+    if (chunks == 1) {
+      // Statistics, then normalisation of the same channel while it is still in cache.
+      parallel_for(C, g.elements, [&](std::size_t c) {
+        const float* xc = args.x + c * v.channel_stride;
+        float* yc = args.y + c * v.channel_stride;
+        const float shift = xc[0];
+        const RunWalk walk = run_walk(v, 0, 1);
+        const ChannelStats st = finish_stats(k.moments_run(xc, walk, shift), args.x, v, c, shift, args.eps);
+        stats[c] = st;
+        const Coefficients co = fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f);
+        for_each_piece(walk, [&](std::size_t at, std::size_t len) { k.affine_run(xc + at, yc + at, len, co.a, co.b, relu); });
+      });
+    } else {
+      auto partial = allocate<Moments>(C * chunks);
+      auto coeffs = allocate<Coefficients>(C);
+      if (!partial || !coeffs) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
+      parallel_for(C * chunks, g.elements, [&](std::size_t i) {
+        const std::size_t c = i / chunks;
+        const float* xc = args.x + c * v.channel_stride;
+        partial[i] = k.moments_run(xc, run_walk(v, i % chunks, chunks), xc[0]);
+      });
+      parallel_for(C, C * chunks * 64, [&](std::size_t c) {
+        Moments total{0.0, 0.0, 0.0};
+        for (std::size_t i = 0; i < chunks; ++i) merge_moments<Baseline>(total, partial[c * chunks + i]);
+        const float shift = channel_shift(args.x, v, c);
+        stats[c] = finish_stats(total, args.x, v, c, shift, args.eps);
+        coeffs[c] = fold_coefficients(args.gamma, args.beta, c, stats[c].mean_f, stats[c].invstd_f);
+      });
+      parallel_for(C * chunks, g.elements, [&](std::size_t i) {
+        const std::size_t c = i / chunks;
+        const float* xc = args.x + c * v.channel_stride;
+        float* yc = args.y + c * v.channel_stride;
+        const Coefficients co = coeffs[c];
+        for_each_piece(run_walk(v, i % chunks, chunks),
+                       [&](std::size_t at, std::size_t len) { k.affine_run(xc + at, yc + at, len, co.a, co.b, relu); });
+      });
+    }
+  } else {
+    const RowChunks rc = row_chunks(v);
+    const std::size_t cp = padded_channels(C);
+    auto sums = allocate<double>(rc.count * cp);
+    auto m2s = allocate<double>(rc.count * cp);
+    auto shift = allocate<float>(cp);
+    auto a = allocate<float>(cp);
+    auto b = allocate<float>(cp);
+    if (!sums || !m2s || !shift || !a || !b) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
+    std::memcpy(shift.get(), args.x, C * sizeof(float));
+    parallel_for(rc.count, g.elements, [&](std::size_t i) {
+      const std::size_t r0 = i * rc.rows_per_chunk;
+      const RowWalk walk{rc.rows_of(i, v.row_count), C, C};
+      k.moments_rows(args.x + r0 * C, walk, shift.get(), sums.get() + i * cp, m2s.get() + i * cp);
+    });
+    parallel_for(C, C * rc.count * 64, [&](std::size_t c) {
+      Moments total{0.0, 0.0, 0.0};
+      for (std::size_t i = 0; i < rc.count; ++i) {
+        const Moments part{static_cast<double>(rc.rows_of(i, v.row_count)), sums[i * cp + c], m2s[i * cp + c]};
+        merge_moments<Baseline>(total, part);
+      }
+      stats[c] = finish_stats(total, args.x, v, c, shift[c], args.eps);
+      const Coefficients co = fold_coefficients(args.gamma, args.beta, c, stats[c].mean_f, stats[c].invstd_f);
+      a[c] = co.a;
+      b[c] = co.b;
+    });
+    parallel_for(rc.count, g.elements, [&](std::size_t i) {
+      const std::size_t r0 = i * rc.rows_per_chunk;
+      const RowWalk walk{rc.rows_of(i, v.row_count), C, C};
+      k.affine_rows(args.x + r0 * C, args.y + r0 * C, walk, a.get(), b.get(), relu);
+    });
+  }
+
+  // Per-channel outputs. One bad batch must not poison the running statistics: channels whose statistics are not
+  // finite keep theirs.
+  std::size_t first_bad = C;
+  const double momentum = args.momentum;
+  const double m = static_cast<double>(v.per_channel);
+  for (std::size_t c = 0; c < C; ++c) {
+    const ChannelStats& st = stats[c];
+    if (args.batch_mean != nullptr) args.batch_mean[c] = st.mean_f;
+    if (args.batch_invstd != nullptr) args.batch_invstd[c] = st.invstd_f;
+    if (!st.finite) {
+      if (first_bad == C) first_bad = c;
+      continue;
+    }
+    if (args.running_mean != nullptr) {
+      args.running_mean[c] = static_cast<float>((1.0 - momentum) * args.running_mean[c] + momentum * st.mean);
+      args.running_var[c] = static_cast<float>((1.0 - momentum) * args.running_var[c] + momentum * (st.m2 / (m - 1.0)));
+    }
+  }
+  if (first_bad != C) {
+    return fail(SIMDNORM_NON_FINITE,
+                "%s: the statistics of channel %zu are not finite (NaN or Inf in x); its running statistics were left "
+                "unchanged",
+                fn, first_bad);
+  }
+  return SIMDNORM_SUCCESS;
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+namespace {
+
+// y = a[c]*x + b[c] over the whole tensor. `coeffs` is per channel, padded for row walks.
+simdnorm_status apply_affine(const KernelTable& k, const Geometry& g, const float* x, float* y, const float* a,
+                             const float* b, bool relu) {
+  const View v = make_view(g);
+  if (!v.rows) {
+    const std::size_t chunks = run_chunks(v);
+    parallel_for(v.channels * chunks, g.elements, [&](std::size_t i) {
+      const std::size_t c = i / chunks;
+      const float* xc = x + c * v.channel_stride;
+      float* yc = y + c * v.channel_stride;
+      for_each_piece(run_walk(v, i % chunks, chunks),
+                     [&](std::size_t at, std::size_t len) { k.affine_run(xc + at, yc + at, len, a[c], b[c], relu); });
+    });
+  } else {
+    const RowChunks rc = row_chunks(v);
+    parallel_for(rc.count, g.elements, [&](std::size_t i) {
+      const std::size_t r0 = i * rc.rows_per_chunk;
+      const RowWalk walk{rc.rows_of(i, v.row_count), v.channels, v.channels};
+      k.affine_rows(x + r0 * v.channels, y + r0 * v.channels, walk, a, b, relu);
+    });
+  }
+  return SIMDNORM_SUCCESS;
+}
+
+}  // namespace
+
+simdnorm_status run_forward_inference(const char* fn, const Geometry& g, const InferenceArgs& args) {
+  const std::size_t cp = padded_channels(g.c);
+  auto a = allocate<float>(cp);
+  auto b = allocate<float>(cp);
+  if (!a || !b) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
+  for (std::size_t c = 0; c < g.c; ++c) {
+    const double invstd = 1.0 / std::sqrt(static_cast<double>(args.var[c]) + static_cast<double>(args.eps));
+    const Coefficients co = fold_coefficients(args.gamma, args.beta, c, args.mean[c], invstd);
+    a[c] = co.a;
+    b[c] = co.b;
+  }
+  return apply_affine(active_kernels(), g, args.x, args.y, a.get(), b.get(), (args.flags & SIMDNORM_FUSE_RELU) != 0u);
+}
+
+simdnorm_status run_fold(const FoldArgs& args) {
+  for (std::size_t c = 0; c < args.c; ++c) {
+    const double invstd = 1.0 / std::sqrt(static_cast<double>(args.var[c]) + static_cast<double>(args.eps));
+    const Coefficients co = fold_coefficients(args.gamma, args.beta, c, args.mean[c], invstd);
+    args.scale[c] = co.a;
+    args.shift[c] = co.b;
+  }
+  return SIMDNORM_SUCCESS;
+}
+
+simdnorm_status run_affine(const char* fn, const Geometry& g, const AffineArgs& args) {
+  const bool relu = (args.flags & SIMDNORM_FUSE_RELU) != 0u;
+  if (!make_view(g).rows) return apply_affine(active_kernels(), g, args.x, args.y, args.scale, args.shift, relu);
+  // Row kernels read per-channel arrays in whole vectors: give them padded copies.
+  const std::size_t cp = padded_channels(g.c);
+  auto a = allocate<float>(cp);
+  auto b = allocate<float>(cp);
+  if (!a || !b) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
+  std::memcpy(a.get(), args.scale, g.c * sizeof(float));
+  std::memcpy(b.get(), args.shift, g.c * sizeof(float));
+  return apply_affine(active_kernels(), g, args.x, args.y, a.get(), b.get(), relu);
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+
+namespace {
+
+struct GradSums {
+  double dy;
+  double dy_xc;
+};
+
+// dbeta = Σdy', dgamma = invstd * Σdy'(x − mean), and dx = k_dy*dy' + k_xc*(x − mean) + k_0 with
+// k_dy = gamma*invstd, k_xc = −gamma*invstd³*Σdy'(x − mean)/m, k_0 = −gamma*invstd*dbeta/m.
+GradCoefficients grad_coefficients(const BackwardArgs& args, std::size_t c, const GradSums& s, double m) {
+  const double gamma = args.gamma != nullptr ? args.gamma[c] : 1.0;
+  const double invstd = args.batch_invstd[c];
+  const Coefficients fwd = fold_coefficients(args.gamma, args.beta, c, args.batch_mean[c], invstd);
+  GradCoefficients k;
+  k.mean = args.batch_mean[c];
+  k.a = fwd.a;
+  k.b = fwd.b;
+  k.k_dy = static_cast<float>(gamma * invstd);
+  k.k_xc = static_cast<float>(-gamma * invstd * invstd * invstd * s.dy_xc / m);
+  k.k_0 = static_cast<float>(-gamma * invstd * s.dy / m);
+  return k;
+}
+
+void write_param_grads(const BackwardArgs& args, std::size_t c, const GradSums& s) {
+  if (args.dbeta != nullptr) args.dbeta[c] = static_cast<float>(s.dy);
+  if (args.dgamma != nullptr) args.dgamma[c] = static_cast<float>(s.dy_xc * static_cast<double>(args.batch_invstd[c]));
+}
+
+}  // namespace
+
+simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardArgs& args) {
+  const KernelTable& k = active_kernels();
+  const View v = make_view(g);
+  const bool relu = (args.flags & SIMDNORM_FUSE_RELU) != 0u;
+  const std::size_t C = v.channels;
+  const double m = static_cast<double>(v.per_channel);
+
+  if (!v.rows) {
+    const std::size_t chunks = run_chunks(v);
+    if (chunks == 1) {
+      // Both reductions, then dx from the same channel while x and dy are still in cache.
+      parallel_for(C, g.elements, [&](std::size_t c) {
+        const std::size_t base = c * v.channel_stride;
+        const RunWalk walk = run_walk(v, 0, 1);
+        GradCoefficients probe = grad_coefficients(args, c, GradSums{0.0, 0.0}, m);
+        GradSums s{0.0, 0.0};
+        k.grad_sums_run(args.x + base, args.dy + base, walk, probe, relu, &s.dy, &s.dy_xc);
+        write_param_grads(args, c, s);
+        if (args.dx == nullptr) return;
+        const GradCoefficients co = grad_coefficients(args, c, s, m);
+        for_each_piece(walk, [&](std::size_t at, std::size_t len) {
+          k.grad_input_run(args.x + base + at, args.dy + base + at, args.dx + base + at, len, co, relu);
+        });
+      });
+    } else {
+      auto partial = allocate<GradSums>(C * chunks);
+      auto coeffs = allocate<GradCoefficients>(C);
+      if (!partial || !coeffs) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
+      parallel_for(C * chunks, g.elements, [&](std::size_t i) {
+        const std::size_t c = i / chunks;
+        const std::size_t base = c * v.channel_stride;
+        const GradCoefficients probe = grad_coefficients(args, c, GradSums{0.0, 0.0}, m);
+        GradSums& s = partial[i];
+        k.grad_sums_run(args.x + base, args.dy + base, run_walk(v, i % chunks, chunks), probe, relu, &s.dy, &s.dy_xc);
+      });
+      for (std::size_t c = 0; c < C; ++c) {
+        GradSums s{0.0, 0.0};
+        for (std::size_t i = 0; i < chunks; ++i) {
+          s.dy += partial[c * chunks + i].dy;
+          s.dy_xc += partial[c * chunks + i].dy_xc;
+        }
+        write_param_grads(args, c, s);
+        coeffs[c] = grad_coefficients(args, c, s, m);
+      }
+      if (args.dx != nullptr) {
+        parallel_for(C * chunks, g.elements, [&](std::size_t i) {
+          const std::size_t c = i / chunks;
+          const std::size_t base = c * v.channel_stride;
+          for_each_piece(run_walk(v, i % chunks, chunks), [&](std::size_t at, std::size_t len) {
+            k.grad_input_run(args.x + base + at, args.dy + base + at, args.dx + base + at, len, coeffs[c], relu);
+          });
+        });
+      }
+    }
+    return SIMDNORM_SUCCESS;
+  }
+
+  const RowChunks rc = row_chunks(v);
+  const std::size_t cp = padded_channels(C);
+  auto sum_dy = allocate<double>(rc.count * cp);
+  auto sum_dy_xc = allocate<double>(rc.count * cp);
+  auto arrays = allocate<float>(6 * cp);  // mean, a, b, k_dy, k_xc, k_0
+  if (!sum_dy || !sum_dy_xc || !arrays) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
+  float* const mean = arrays.get();
+  float* const fa = mean + cp;
+  float* const fb = fa + cp;
+  float* const k_dy = fb + cp;
+  float* const k_xc = k_dy + cp;
+  float* const k_0 = k_xc + cp;
+  for (std::size_t c = 0; c < C; ++c) {
+    const GradCoefficients probe = grad_coefficients(args, c, GradSums{0.0, 0.0}, m);
+    mean[c] = probe.mean;
+    fa[c] = probe.a;
+    fb[c] = probe.b;
+  }
+  const GradCoefficientArrays karr{mean, fa, fb, k_dy, k_xc, k_0};
+  parallel_for(rc.count, g.elements, [&](std::size_t i) {
+    const std::size_t r0 = i * rc.rows_per_chunk;
+    const RowWalk walk{rc.rows_of(i, v.row_count), C, C};
+    k.grad_sums_rows(args.x + r0 * C, args.dy + r0 * C, walk, karr, relu, sum_dy.get() + i * cp,
+                     sum_dy_xc.get() + i * cp);
+  });
+  for (std::size_t c = 0; c < C; ++c) {
+    GradSums s{0.0, 0.0};
+    for (std::size_t i = 0; i < rc.count; ++i) {
+      s.dy += sum_dy[i * cp + c];
+      s.dy_xc += sum_dy_xc[i * cp + c];
+    }
+    write_param_grads(args, c, s);
+    const GradCoefficients co = grad_coefficients(args, c, s, m);
+    k_dy[c] = co.k_dy;
+    k_xc[c] = co.k_xc;
+    k_0[c] = co.k_0;
+  }
+  if (args.dx != nullptr) {
+    parallel_for(rc.count, g.elements, [&](std::size_t i) {
+      const std::size_t r0 = i * rc.rows_per_chunk;
+      const RowWalk walk{rc.rows_of(i, v.row_count), C, C};
+      k.grad_input_rows(args.x + r0 * C, args.dy + r0 * C, args.dx + r0 * C, walk, karr, relu);
+    });
+  }
+  return SIMDNORM_SUCCESS;
+}
+
+}  // namespace simdnorm

@@ -1,0 +1,94 @@
+// The interface between the drivers (which walk a layout and split work over threads, compiled for baseline x86-64)
+// and the kernels (single-threaded inner loops, one source instantiated per ISA). Plain types only: this header is
+// included by baseline code and must not pull in SIMD types.
+//
+// The two layouts are two walks over the same arithmetic:
+//   * a "run walk" (NCHW): one channel's values are n runs of `len` contiguous floats, run k at base + k*stride, and
+//     every run shares one per-channel coefficient set (scalars);
+//   * a "row walk" (NHWC): `rows` rows of `c` contiguous channels at `row_stride`, vectorised along the channels,
+//     with per-channel coefficient arrays.
+// Per-channel arrays handed to row kernels are padded by the driver to a multiple of kMaxLanes, so the kernels read
+// and write them in whole vectors; the tensors themselves are touched only within their bounds (masked tails).
+#ifndef SIMDNORM_SRC_KERNEL_TABLE_HPP_
+#define SIMDNORM_SRC_KERNEL_TABLE_HPP_
+
+#include <cstddef>
+
+namespace simdnorm {
+
+// Widest float vector of any ISA we build (AVX-512: 16 lanes): padding unit of per-channel arrays.
+constexpr std::size_t kMaxLanes = 16;
+
+inline std::size_t padded_channels(std::size_t c) { return (c + kMaxLanes - 1) / kMaxLanes * kMaxLanes; }
+
+// Moments of a set of values relative to a shift K (the first value of the channel): count, sum = Σ(x − K) and
+// m2 = Σ(x − mean)². Sets merge with Chan's formula; the shift keeps sums small whatever the mean.
+struct Moments {
+  double count;
+  double sum;
+  double m2;
+};
+
+// The values of one channel in a run walk, restricted to the element range [begin, end) of their concatenation.
+// The kernels take the channel's base pointer (its run 0) separately, one per tensor walked.
+struct RunWalk {
+  std::size_t stride;  // floats between the starts of consecutive runs
+  std::size_t len;     // floats per run
+  std::size_t begin;
+  std::size_t end;
+};
+
+// A block of rows in a row walk.
+struct RowWalk {
+  std::size_t rows;
+  std::size_t row_stride;  // floats between consecutive rows
+  std::size_t c;           // channels in each row (contiguous)
+};
+
+// Backward coefficients of one channel: dy' = relu && a*x + b <= 0 ? 0 : dy, xc = x − mean,
+// dx = k_dy*dy' + (k_xc*xc + k_0).
+struct GradCoefficients {
+  float mean, a, b, k_dy, k_xc, k_0;
+};
+// The same, as padded per-channel arrays for row walks.
+struct GradCoefficientArrays {
+  const float *mean, *a, *b, *k_dy, *k_xc, *k_0;
+};
+
+struct KernelTable {
+  const char* name;  // "avx512", "avx2", "sse2"
+
+  // Forward statistics.
+  Moments (*moments_run)(const float* x, const RunWalk& walk, float shift);
+  // Writes sum[c] and m2[c] (padded arrays) of rows × c values, each channel relative to shift[c]; count is rows.
+  void (*moments_rows)(const float* x, const RowWalk& walk, const float* shift, double* sum, double* m2);
+
+  // y = a*x + b, optionally ReLU (x <= 0 -> +0, NaN kept). y may equal x.
+  void (*affine_run)(const float* x, float* y, std::size_t len, float a, float b, bool relu);
+  void (*affine_rows)(const float* x, float* y, const RowWalk& walk, const float* a, const float* b, bool relu);
+
+  // Backward reductions: sum_dy = Σdy', sum_dy_xc = Σdy'*(x − mean). The run kernel writes its two sums; the row
+  // kernel adds into the padded arrays (zeroed by the caller).
+  void (*grad_sums_run)(const float* x, const float* dy, const RunWalk& walk, const GradCoefficients& k, bool relu,
+                        double* sum_dy, double* sum_dy_xc);
+  void (*grad_sums_rows)(const float* x, const float* dy, const RowWalk& walk, const GradCoefficientArrays& k,
+                         bool relu, double* sum_dy, double* sum_dy_xc);
+
+  // dx from dy (dx may equal dy).
+  void (*grad_input_run)(const float* x, const float* dy, float* dx, std::size_t len, const GradCoefficients& k,
+                         bool relu);
+  void (*grad_input_rows)(const float* x, const float* dy, float* dx, const RowWalk& walk,
+                          const GradCoefficientArrays& k, bool relu);
+};
+
+// One table per ISA, each defined in its own translation unit (kernels_<isa>.cpp) compiled with that ISA's flags.
+extern const KernelTable kSse2Kernels;
+extern const KernelTable kAvx2Kernels;
+extern const KernelTable kAvx512Kernels;
+
+// The table of the ISA that runs now (see dispatch.cpp).
+const KernelTable& active_kernels();
+
+}  // namespace simdnorm
+
+#endif  // SIMDNORM_SRC_KERNEL_TABLE_HPP_

@@ -1,0 +1,97 @@
+// Per-thread error messages behind simdnorm_last_error(), and the validation every entry point runs before it
+// touches memory. Shared by the fast API (api.cpp) and the reference (reference.cpp), so both reject exactly the
+// same calls with exactly the same messages.
+#ifndef SIMDNORM_SRC_STATUS_HPP_
+#define SIMDNORM_SRC_STATUS_HPP_
+
+#include <simdnorm/simdnorm.h>
+
+#include <cstddef>
+
+namespace simdnorm {
+
+// Records a formatted message for simdnorm_last_error() on this thread and returns `status`.
+simdnorm_status fail(simdnorm_status status, const char* format, ...) __attribute__((format(printf, 2, 3)));
+
+// The validated shape, with the derived sizes every driver needs.
+struct Geometry {
+  std::size_t n = 0;
+  std::size_t c = 0;
+  std::size_t spatial = 0;
+  simdnorm_layout layout = SIMDNORM_NCHW;
+  std::size_t elements = 0;   // n * c * spatial
+  std::size_t per_channel = 0;  // m = n * spatial
+};
+
+// Arguments of each entry point, validated as a whole. `fn` names the public function in messages.
+struct TrainingArgs {
+  const simdnorm_shape* shape;
+  const float* x;
+  float* y;
+  const float* gamma;
+  const float* beta;
+  float eps;
+  float* batch_mean;
+  float* batch_invstd;
+  float* running_mean;
+  float* running_var;
+  float momentum;
+  unsigned flags;
+};
+struct InferenceArgs {
+  const simdnorm_shape* shape;
+  const float* x;
+  float* y;
+  const float* gamma;
+  const float* beta;
+  const float* mean;
+  const float* var;
+  float eps;
+  unsigned flags;
+};
+struct BackwardArgs {
+  const simdnorm_shape* shape;
+  const float* x;
+  const float* dy;
+  const float* gamma;
+  const float* beta;
+  const float* batch_mean;
+  const float* batch_invstd;
+  float* dx;
+  float* dgamma;
+  float* dbeta;
+  unsigned flags;
+};
+struct FoldArgs {
+  std::size_t c;
+  const float* gamma;
+  const float* beta;
+  const float* mean;
+  const float* var;
+  float eps;
+  float* scale;
+  float* shift;
+};
+struct AffineArgs {
+  const simdnorm_shape* shape;
+  const float* x;
+  float* y;
+  const float* scale;
+  const float* shift;
+  unsigned flags;
+};
+
+simdnorm_status validate(const char* fn, const TrainingArgs& args, Geometry* geometry);
+simdnorm_status validate(const char* fn, const InferenceArgs& args, Geometry* geometry);
+simdnorm_status validate(const char* fn, const BackwardArgs& args, Geometry* geometry);
+simdnorm_status validate(const char* fn, const FoldArgs& args);
+simdnorm_status validate(const char* fn, const AffineArgs& args, Geometry* geometry);
+
+// Offset of element (n, c, s) in a tensor of the given geometry.
+inline std::size_t element_offset(const Geometry& g, std::size_t n, std::size_t c, std::size_t s) {
+  return g.layout == SIMDNORM_NCHW ? (n * g.c + c) * g.spatial + s : (n * g.spatial + s) * g.c + c;
+}
+
+}  // namespace simdnorm
+
+#endif  // SIMDNORM_SRC_STATUS_HPP_
