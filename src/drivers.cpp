@@ -29,11 +29,19 @@ constexpr std::size_t kRunChunk = std::size_t{1} << 20;
 constexpr std::size_t kRowChunkBytes = std::size_t{256} << 10;
 constexpr std::size_t kMaxRowChunks = 64;
 // Below this many floats a call runs on the calling thread: waking a team costs more than it saves.
-constexpr std::size_t kParallelMinElements = std::size_t{1} << 15;
+[[maybe_unused]] constexpr std::size_t kParallelMinElements = std::size_t{1} << 15;
+// An output written to a buffer other than its input, of a tensor at least this large (beyond a last-level cache),
+// goes out with non-temporal stores: nobody reads it back before it is evicted, so the read-for-ownership that a
+// normal store makes of every line is wasted traffic (a third of an out-of-place pass).
+constexpr std::size_t kStreamMinBytes = std::size_t{32} << 20;
+
+bool streams(const float* in, const float* out, std::size_t elements) {
+  return in != out && elements * sizeof(float) >= kStreamMinBytes;
+}
 
 std::atomic<int> g_num_threads{0};
 
-int team_size(std::size_t items, std::size_t elements) {
+[[maybe_unused]] int team_size(std::size_t items, std::size_t elements) {
 #ifdef SIMDNORM_WITH_OPENMP
   if (items < 2 || elements < kParallelMinElements) return 1;
   const int wanted = g_num_threads.load(std::memory_order_relaxed);
@@ -217,6 +225,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
   const View v = make_view(g);
   const bool relu = (args.flags & SIMDNORM_FUSE_RELU) != 0u;
   const std::size_t C = v.channels;
+  const bool stream = streams(args.x, args.y, g.elements);
 
   auto stats = allocate<ChannelStats>(C);
   if (!stats) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes of scratch", fn, C * sizeof(ChannelStats));
@@ -233,7 +242,9 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
         const ChannelStats st = finish_stats(k.moments_run(xc, walk, shift), args.x, v, c, shift, args.eps);
         stats[c] = st;
         const Coefficients co = fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f);
-        for_each_piece(walk, [&](std::size_t at, std::size_t len) { k.affine_run(xc + at, yc + at, len, co.a, co.b, relu); });
+        for_each_piece(walk, [&](std::size_t at, std::size_t len) {
+          k.affine_run(xc + at, yc + at, len, co.a, co.b, relu, stream);
+        });
       });
     } else {
       auto partial = allocate<Moments>(C * chunks);
@@ -251,13 +262,15 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
         stats[c] = finish_stats(total, args.x, v, c, shift, args.eps);
         coeffs[c] = fold_coefficients(args.gamma, args.beta, c, stats[c].mean_f, stats[c].invstd_f);
       });
-      parallel_for(C * chunks, g.elements, [&](std::size_t i) {
+      parallel_for(C * chunks, g.elements, [&](std::size_t item) {
+        const std::size_t i = C * chunks - 1 - item;  // reverse sweep: start with what the first pass read last
         const std::size_t c = i / chunks;
         const float* xc = args.x + c * v.channel_stride;
         float* yc = args.y + c * v.channel_stride;
         const Coefficients co = coeffs[c];
-        for_each_piece(run_walk(v, i % chunks, chunks),
-                       [&](std::size_t at, std::size_t len) { k.affine_run(xc + at, yc + at, len, co.a, co.b, relu); });
+        for_each_piece(run_walk(v, i % chunks, chunks), [&](std::size_t at, std::size_t len) {
+          k.affine_run(xc + at, yc + at, len, co.a, co.b, relu, stream);
+        });
       });
     }
   } else {
@@ -286,7 +299,8 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
       a[c] = co.a;
       b[c] = co.b;
     });
-    parallel_for(rc.count, g.elements, [&](std::size_t i) {
+    parallel_for(rc.count, g.elements, [&](std::size_t item) {
+      const std::size_t i = rc.count - 1 - item;  // reverse sweep: the last chunks read are still in cache
       const std::size_t r0 = i * rc.rows_per_chunk;
       const RowWalk walk{rc.rows_of(i, v.row_count), C, C};
       k.affine_rows(args.x + r0 * C, args.y + r0 * C, walk, a.get(), b.get(), relu);
@@ -328,14 +342,16 @@ namespace {
 simdnorm_status apply_affine(const KernelTable& k, const Geometry& g, const float* x, float* y, const float* a,
                              const float* b, bool relu) {
   const View v = make_view(g);
+  const bool stream = streams(x, y, g.elements);
   if (!v.rows) {
     const std::size_t chunks = run_chunks(v);
     parallel_for(v.channels * chunks, g.elements, [&](std::size_t i) {
       const std::size_t c = i / chunks;
       const float* xc = x + c * v.channel_stride;
       float* yc = y + c * v.channel_stride;
-      for_each_piece(run_walk(v, i % chunks, chunks),
-                     [&](std::size_t at, std::size_t len) { k.affine_run(xc + at, yc + at, len, a[c], b[c], relu); });
+      for_each_piece(run_walk(v, i % chunks, chunks), [&](std::size_t at, std::size_t len) {
+        k.affine_run(xc + at, yc + at, len, a[c], b[c], relu, stream);
+      });
     });
   } else {
     const RowChunks rc = row_chunks(v);
@@ -396,19 +412,19 @@ struct GradSums {
   double dy_xc;
 };
 
-// dbeta = Σdy', dgamma = invstd * Σdy'(x − mean), and dx = k_dy*dy' + k_xc*(x − mean) + k_0 with
-// k_dy = gamma*invstd, k_xc = −gamma*invstd³*Σdy'(x − mean)/m, k_0 = −gamma*invstd*dbeta/m.
+// dbeta = Σdy', dgamma = invstd * Σdy'(x − mean), and the coefficients of dx (see GradCoefficients).
 GradCoefficients grad_coefficients(const BackwardArgs& args, std::size_t c, const GradSums& s, double m) {
   const double gamma = args.gamma != nullptr ? args.gamma[c] : 1.0;
   const double invstd = args.batch_invstd[c];
   const Coefficients fwd = fold_coefficients(args.gamma, args.beta, c, args.batch_mean[c], invstd);
   GradCoefficients k;
   k.mean = args.batch_mean[c];
+  k.invstd = args.batch_invstd[c];
   k.a = fwd.a;
   k.b = fwd.b;
   k.k_dy = static_cast<float>(gamma * invstd);
-  k.k_xc = static_cast<float>(-gamma * invstd * invstd * invstd * s.dy_xc / m);
-  k.k_0 = static_cast<float>(-gamma * invstd * s.dy / m);
+  k.mean_dy = static_cast<float>(s.dy / m);
+  k.mean_dy_xhat = static_cast<float>(s.dy_xc * invstd / m);
   return k;
 }
 
@@ -425,6 +441,7 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
   const bool relu = (args.flags & SIMDNORM_FUSE_RELU) != 0u;
   const std::size_t C = v.channels;
   const double m = static_cast<double>(v.per_channel);
+  const bool stream = args.dx != nullptr && streams(args.dy, args.dx, g.elements);
 
   if (!v.rows) {
     const std::size_t chunks = run_chunks(v);
@@ -440,7 +457,7 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
         if (args.dx == nullptr) return;
         const GradCoefficients co = grad_coefficients(args, c, s, m);
         for_each_piece(walk, [&](std::size_t at, std::size_t len) {
-          k.grad_input_run(args.x + base + at, args.dy + base + at, args.dx + base + at, len, co, relu);
+          k.grad_input_run(args.x + base + at, args.dy + base + at, args.dx + base + at, len, co, relu, stream);
         });
       });
     } else {
@@ -464,11 +481,13 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
         coeffs[c] = grad_coefficients(args, c, s, m);
       }
       if (args.dx != nullptr) {
-        parallel_for(C * chunks, g.elements, [&](std::size_t i) {
+        parallel_for(C * chunks, g.elements, [&](std::size_t item) {
+          const std::size_t i = C * chunks - 1 - item;  // reverse sweep
           const std::size_t c = i / chunks;
           const std::size_t base = c * v.channel_stride;
           for_each_piece(run_walk(v, i % chunks, chunks), [&](std::size_t at, std::size_t len) {
-            k.grad_input_run(args.x + base + at, args.dy + base + at, args.dx + base + at, len, coeffs[c], relu);
+            k.grad_input_run(args.x + base + at, args.dy + base + at, args.dx + base + at, len, coeffs[c], relu,
+                             stream);
           });
         });
       }
@@ -480,21 +499,23 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
   const std::size_t cp = padded_channels(C);
   auto sum_dy = allocate<double>(rc.count * cp);
   auto sum_dy_xc = allocate<double>(rc.count * cp);
-  auto arrays = allocate<float>(6 * cp);  // mean, a, b, k_dy, k_xc, k_0
+  auto arrays = allocate<float>(7 * cp);  // mean, invstd, a, b, k_dy, mean_dy, mean_dy_xhat
   if (!sum_dy || !sum_dy_xc || !arrays) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
   float* const mean = arrays.get();
-  float* const fa = mean + cp;
+  float* const invstd = mean + cp;
+  float* const fa = invstd + cp;
   float* const fb = fa + cp;
   float* const k_dy = fb + cp;
-  float* const k_xc = k_dy + cp;
-  float* const k_0 = k_xc + cp;
+  float* const mean_dy = k_dy + cp;
+  float* const mean_dy_xhat = mean_dy + cp;
   for (std::size_t c = 0; c < C; ++c) {
     const GradCoefficients probe = grad_coefficients(args, c, GradSums{0.0, 0.0}, m);
     mean[c] = probe.mean;
+    invstd[c] = probe.invstd;
     fa[c] = probe.a;
     fb[c] = probe.b;
   }
-  const GradCoefficientArrays karr{mean, fa, fb, k_dy, k_xc, k_0};
+  const GradCoefficientArrays karr{mean, invstd, fa, fb, k_dy, mean_dy, mean_dy_xhat};
   parallel_for(rc.count, g.elements, [&](std::size_t i) {
     const std::size_t r0 = i * rc.rows_per_chunk;
     const RowWalk walk{rc.rows_of(i, v.row_count), C, C};
@@ -510,11 +531,12 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
     write_param_grads(args, c, s);
     const GradCoefficients co = grad_coefficients(args, c, s, m);
     k_dy[c] = co.k_dy;
-    k_xc[c] = co.k_xc;
-    k_0[c] = co.k_0;
+    mean_dy[c] = co.mean_dy;
+    mean_dy_xhat[c] = co.mean_dy_xhat;
   }
   if (args.dx != nullptr) {
-    parallel_for(rc.count, g.elements, [&](std::size_t i) {
+    parallel_for(rc.count, g.elements, [&](std::size_t item) {
+      const std::size_t i = rc.count - 1 - item;  // reverse sweep
       const std::size_t r0 = i * rc.rows_per_chunk;
       const RowWalk walk{rc.rows_of(i, v.row_count), C, C};
       k.grad_input_rows(args.x + r0 * C, args.dy + r0 * C, args.dx + r0 * C, walk, karr, relu);

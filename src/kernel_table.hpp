@@ -45,14 +45,16 @@ struct RowWalk {
   std::size_t c;           // channels in each row (contiguous)
 };
 
-// Backward coefficients of one channel: dy' = relu && a*x + b <= 0 ? 0 : dy, xc = x − mean,
-// dx = k_dy*dy' + (k_xc*xc + k_0).
+// Backward coefficients of one channel: dy' = relu && a*x + b <= 0 ? 0 : dy, xhat = (x − mean)*invstd,
+// dx = k_dy*((dy' − mean_dy) − xhat*mean_dy_xhat) with k_dy = gamma*invstd, mean_dy = dbeta/m and
+// mean_dy_xhat = dgamma/m: the formula itself, whose intermediates stay within the range of the quantities the user
+// sees (a folded form k1*dy + k2*x + k3 needs invstd³, which overflows float long before dx does).
 struct GradCoefficients {
-  float mean, a, b, k_dy, k_xc, k_0;
+  float mean, invstd, a, b, k_dy, mean_dy, mean_dy_xhat;
 };
 // The same, as padded per-channel arrays for row walks.
 struct GradCoefficientArrays {
-  const float *mean, *a, *b, *k_dy, *k_xc, *k_0;
+  const float *mean, *invstd, *a, *b, *k_dy, *mean_dy, *mean_dy_xhat;
 };
 
 struct KernelTable {
@@ -63,8 +65,10 @@ struct KernelTable {
   // Writes sum[c] and m2[c] (padded arrays) of rows × c values, each channel relative to shift[c]; count is rows.
   void (*moments_rows)(const float* x, const RowWalk& walk, const float* shift, double* sum, double* m2);
 
-  // y = a*x + b, optionally ReLU (x <= 0 -> +0, NaN kept). y may equal x.
-  void (*affine_run)(const float* x, float* y, std::size_t len, float a, float b, bool relu);
+  // y = a*x + b, optionally ReLU (x <= 0 -> +0, NaN kept). y may equal x. With `stream`, the run kernel writes
+  // whole vectors with non-temporal stores (the output of a tensor larger than the cache is not read back soon, so
+  // it skips the read-for-ownership of every line); it is ordered (sfence) before returning.
+  void (*affine_run)(const float* x, float* y, std::size_t len, float a, float b, bool relu, bool stream);
   void (*affine_rows)(const float* x, float* y, const RowWalk& walk, const float* a, const float* b, bool relu);
 
   // Backward reductions: sum_dy = Σdy', sum_dy_xc = Σdy'*(x − mean). The run kernel writes its two sums; the row
@@ -76,7 +80,7 @@ struct KernelTable {
 
   // dx from dy (dx may equal dy).
   void (*grad_input_run)(const float* x, const float* dy, float* dx, std::size_t len, const GradCoefficients& k,
-                         bool relu);
+                         bool relu, bool stream);
   void (*grad_input_rows)(const float* x, const float* dy, float* dx, const RowWalk& walk,
                           const GradCoefficientArrays& k, bool relu);
 };

@@ -8,6 +8,7 @@
 #include <immintrin.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <xsimd/xsimd.hpp>
 
 #include "kernel_table.hpp"
@@ -29,6 +30,7 @@ struct Native<xsimd::avx512f> {
   static __mmask16 mask(std::size_t k) { return static_cast<__mmask16>((1u << k) - 1u); }
   static F load_first(const float* p, std::size_t k) { return _mm512_maskz_loadu_ps(mask(k), p); }
   static void store_first(float* p, F v, std::size_t k) { _mm512_mask_storeu_ps(p, mask(k), v); }
+  static void stream(float* p, F v) { _mm512_stream_ps(p, v); }
   static D widen_lo(F v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
   static D widen_hi(F v) {
     return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
@@ -46,6 +48,7 @@ struct Native<xsimd::fma3<xsimd::avx2>> {
   }
   static F load_first(const float* p, std::size_t k) { return _mm256_maskload_ps(p, mask(k)); }
   static void store_first(float* p, F v, std::size_t k) { _mm256_maskstore_ps(p, mask(k), v); }
+  static void stream(float* p, F v) { _mm256_stream_ps(p, v); }
   static D widen_lo(F v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
   static D widen_hi(F v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
 };
@@ -67,6 +70,7 @@ struct Native<xsimd::sse2> {
     _mm_store_ps(lanes, v);
     for (std::size_t i = 0; i < k; ++i) p[i] = lanes[i];
   }
+  static void stream(float* p, F v) { _mm_stream_ps(p, v); }
   static D widen_lo(F v) { return _mm_cvtps_pd(v); }
   static D widen_hi(F v) { return _mm_cvtps_pd(_mm_movehl_ps(v, v)); }
 };
@@ -79,20 +83,21 @@ struct Kernels {
   using Native = kernels::Native<Arch>;
   static constexpr std::size_t W = F::size;  // float lanes
   static constexpr std::size_t H = D::size;  // double lanes: W / 2
-  // Vectors per lane block of the Welford recurrence: the block's mean and M2 are formed in registers (its mean
-  // s/4 is exact), then merged into the double lane state with Chan's formula, one merge per 4*W values.
-  static constexpr std::size_t U = 4;
+  // Vectors per lane block of the Welford recurrence: the block's mean and M2 are formed in registers (a power of
+  // two, so its mean s/U is exact), then merged into the double lane state with Chan's formula, one merge per U*W
+  // values. Fewer vectors left over go in power-of-two sub-blocks (4, 2, 1).
+  static constexpr std::size_t U = 8;
 
   static Moments moments_run(const float* x, const RunWalk& walk, float shift);
   static void moments_rows(const float* x, const RowWalk& walk, const float* shift, double* sum, double* m2);
-  static void affine_run(const float* x, float* y, std::size_t len, float a, float b, bool relu);
+  static void affine_run(const float* x, float* y, std::size_t len, float a, float b, bool relu, bool stream);
   static void affine_rows(const float* x, float* y, const RowWalk& walk, const float* a, const float* b, bool relu);
   static void grad_sums_run(const float* x, const float* dy, const RunWalk& walk, const GradCoefficients& k,
                             bool relu, double* sum_dy, double* sum_dy_xc);
   static void grad_sums_rows(const float* x, const float* dy, const RowWalk& walk, const GradCoefficientArrays& k,
                              bool relu, double* sum_dy, double* sum_dy_xc);
   static void grad_input_run(const float* x, const float* dy, float* dx, std::size_t len, const GradCoefficients& k,
-                             bool relu);
+                             bool relu, bool stream);
   static void grad_input_rows(const float* x, const float* dy, float* dx, const RowWalk& walk,
                               const GradCoefficientArrays& k, bool relu);
 
@@ -117,18 +122,26 @@ struct Kernels {
         : inv_u(1.0 / u), inv_n(n > 0.0 ? 1.0 / n : 0.0), w(n * u / (n + u)), first(n == 0.0) {}
   };
 
-  // Sum and M2 (about the block mean) of u shifted vectors, per lane, in float: the block is in registers, so its
-  // M2 is taken about its own mean instead of accumulating squares.
+  // Sum and M2 (about the block mean) of Count shifted vectors, per lane, in float: the block is in registers, so
+  // its M2 is taken about its own mean instead of accumulating squares. Both reductions are pairwise trees, which
+  // keeps the dependency chains short (log2 Count) as well as the rounding error.
   template <std::size_t Count>
   static void block_moments(const F (&v)[Count], F& s, F& q) {
-    s = v[0];
-    for (std::size_t i = 1; i < Count; ++i) s += v[i];
+    F t[Count];
+    for (std::size_t i = 0; i < Count; ++i) t[i] = v[i];
+    for (std::size_t width = Count / 2; width > 0; width /= 2) {
+      for (std::size_t i = 0; i < width; ++i) t[i] = t[i] + t[i + width];
+    }
+    s = t[0];
     const F mean = s * F(1.0f / static_cast<float>(Count));
-    q = F(0.0f);
     for (std::size_t i = 0; i < Count; ++i) {
       const F d = v[i] - mean;
-      q = xsimd::fma(d, d, q);
+      t[i] = d * d;
     }
+    for (std::size_t width = Count / 2; width > 0; width /= 2) {
+      for (std::size_t i = 0; i < width; ++i) t[i] = t[i] + t[i + width];
+    }
+    q = t[0];
   }
 
   static void merge_half(D& sum, D& m2, const BlockWeights& bw, D s, D q) {
@@ -157,6 +170,40 @@ struct Kernels {
     sum_hi.store_unaligned(sum + H);
     m2_lo.store_unaligned(m2);
     m2_hi.store_unaligned(m2 + H);
+  }
+
+  static void prefetch(const float* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
+
+  // Block-merges Count vectors v[0..Count) into a lane state holding n values per lane.
+  template <std::size_t Count>
+  static void merge_block(Lanes& st, double& n, const F* v) {
+    F block[Count];
+    for (std::size_t i = 0; i < Count; ++i) block[i] = v[i];
+    F s, q;
+    block_moments(block, s, q);
+    merge_block(st, BlockWeights(n, static_cast<double>(Count)), s, q);
+    n += static_cast<double>(Count);
+  }
+
+  // Fewer than U collected vectors: merged in power-of-two sub-blocks so every block mean stays exact.
+  static void merge_pending(Lanes& st, double& n, const F* v, std::size_t count) {
+    static_assert(U == 8, "sub-blocks below cover counts up to 7");
+    std::size_t i = 0;
+    if (count & 4) merge_block<4>(st, n, v + i), i += 4;
+    if (count & 2) merge_block<2>(st, n, v + i), i += 2;
+    if (count & 1) merge_block<1>(st, n, v + i);
+  }
+
+  // Merges the first `used` lanes of a lane state (n values each) into `total`, lane by lane in order.
+  static void merge_lanes(Moments& total, const Lanes& st, double n, std::size_t used) {
+    if (n == 0.0 || used == 0) return;
+    alignas(64) double sum[W];
+    alignas(64) double m2[W];
+    st.sum_lo.store_unaligned(sum);
+    st.sum_hi.store_unaligned(sum + H);
+    st.m2_lo.store_unaligned(m2);
+    st.m2_hi.store_unaligned(m2 + H);
+    for (std::size_t l = 0; l < used; ++l) merge_moments<Arch>(total, Moments{n, sum[l], m2[l]});
   }
 
   static void add_widened(D& lo, D& hi, F v) {
@@ -188,13 +235,35 @@ struct Kernels {
     }
   }
 
-  // dx = k_dy*dy' + (k_xc*(x − mean) + k_0)
+  // dx = k_dy*((dy' − mean_dy) − xhat*mean_dy_xhat), xhat = (x − mean)*invstd: the formula as documented, in
+  // float. (Folding it into k1*dy + k2*x + k3 would need invstd³, which overflows float long before dx does.)
   template <bool Relu>
-  static F grad_input(F x, F dy, F mean, F a, F b, F k_dy, F k_xc, F k_0) {
-    return xsimd::fma(k_dy, masked_dy<Relu>(x, dy, a, b), xsimd::fma(k_xc, x - mean, k_0));
+  static F grad_input(F x, F dy, F mean, F invstd, F a, F b, F k_dy, F mean_dy, F mean_dy_xhat) {
+    const F xhat = (x - mean) * invstd;
+    return k_dy * xsimd::fnma(xhat, mean_dy_xhat, masked_dy<Relu>(x, dy, a, b) - mean_dy);
   }
 
-  template <bool Relu>
+  // Writes y[i] for i in [0, len) from whole(i) (a full vector at i) and first(i, count) (the first count lanes at
+  // i). With Stream, y is peeled to vector alignment and the aligned body goes out with non-temporal stores.
+  template <bool Stream, class Whole, class First>
+  static void store_run(float* y, std::size_t len, const Whole& whole, const First& first) {
+    std::size_t i = 0;
+    if constexpr (Stream) {
+      const std::size_t misaligned = reinterpret_cast<std::uintptr_t>(y) / sizeof(float) % W;
+      if (misaligned != 0) {
+        const std::size_t head = W - misaligned < len ? W - misaligned : len;
+        Native::store_first(y, first(0, head), head);
+        i = head;
+      }
+      for (; i + W <= len; i += W) Native::stream(y + i, whole(i));
+    } else {
+      for (; i + W <= len; i += W) whole(i).store_unaligned(y + i);
+    }
+    if (i < len) Native::store_first(y + i, first(i, len - i), len - i);
+    if constexpr (Stream) _mm_sfence();
+  }
+
+  template <bool Relu, bool Stream>
   static void affine_run_impl(const float* x, float* y, std::size_t len, float a, float b);
   template <bool Relu>
   static void affine_rows_impl(const float* x, float* y, const RowWalk& walk, const float* a, const float* b);
@@ -204,7 +273,7 @@ struct Kernels {
   template <bool Relu>
   static void grad_sums_rows_impl(const float* x, const float* dy, const RowWalk& walk,
                                   const GradCoefficientArrays& k, double* sum_dy, double* sum_dy_xc);
-  template <bool Relu>
+  template <bool Relu, bool Stream>
   static void grad_input_run_impl(const float* x, const float* dy, float* dx, std::size_t len,
                                   const GradCoefficients& k);
   template <bool Relu>
@@ -231,37 +300,44 @@ struct Kernels {
 template <class Arch>
 Moments Kernels<Arch>::moments_run(const float* x, const RunWalk& walk, float shift) {
   const F k(shift);
-  Lanes lanes{};
-  double n = 0.0;  // values per lane so far (every lane sees the same number of whole vectors)
-  Moments tail{0.0, 0.0, 0.0};  // values after the last whole vector of each run
+  // Whole vectors feed `lanes` in blocks of U, read straight from memory where a run has U of them left and
+  // otherwise collected across runs (short NCHW runs such as 7x7 = 49 floats have only 3). The partial vector that
+  // ends each whole run always fills the same first `tail_len` lanes, so those are blocked across runs too, into
+  // `tail_lanes`. Only the ragged ends of a chunk that starts or stops inside a run go through scalar updates.
+  Lanes lanes{}, tail_lanes{};
+  double n = 0.0, n_tail = 0.0;  // values per lane so far
+  F pending[U], tail_pending[U];
+  std::size_t pending_count = 0, tail_count = 0;
+  const std::size_t tail_len = walk.len % W;
+  Moments ragged{0.0, 0.0, 0.0};
+
   for_each_run(walk, [&](std::size_t start, std::size_t len) {
     const float* p = x + start;
     std::size_t i = 0;
     for (; i + U * W <= len; i += U * W) {
       F v[U];
       for (std::size_t u = 0; u < U; ++u) v[u] = F::load_unaligned(p + i + u * W) - k;
-      F s, q;
-      block_moments(v, s, q);
-      merge_block(lanes, BlockWeights(n, U), s, q);
-      n += U;
+      merge_block<U>(lanes, n, v);
     }
     for (; i + W <= len; i += W) {
-      merge_block(lanes, BlockWeights(n, 1.0), F::load_unaligned(p + i) - k, F(0.0f));
-      n += 1.0;
+      pending[pending_count++] = F::load_unaligned(p + i) - k;
+      if (pending_count == U) merge_block<U>(lanes, n, pending), pending_count = 0;
     }
-    for (; i < len; ++i) merge_moments<Arch>(tail, Moments{1.0, static_cast<double>(p[i] - shift), 0.0});
+    if (i == len) return;
+    if (len == walk.len) {  // a whole run: its tail is lanes [0, tail_len)
+      tail_pending[tail_count++] = Native::load_first(p + i, tail_len) - k;
+      if (tail_count == U) merge_block<U>(tail_lanes, n_tail, tail_pending), tail_count = 0;
+    } else {
+      for (; i < len; ++i) merge_moments<Arch>(ragged, Moments{1.0, static_cast<double>(p[i] - shift), 0.0});
+    }
   });
+  merge_pending(lanes, n, pending, pending_count);
+  merge_pending(tail_lanes, n_tail, tail_pending, tail_count);
+
   Moments total{0.0, 0.0, 0.0};
-  if (n > 0.0) {
-    alignas(64) double sum[W];
-    alignas(64) double m2[W];
-    lanes.sum_lo.store_unaligned(sum);
-    lanes.sum_hi.store_unaligned(sum + H);
-    lanes.m2_lo.store_unaligned(m2);
-    lanes.m2_hi.store_unaligned(m2 + H);
-    for (std::size_t l = 0; l < W; ++l) merge_moments<Arch>(total, Moments{n, sum[l], m2[l]});
-  }
-  merge_moments<Arch>(total, tail);
+  merge_lanes(total, lanes, n, W);
+  merge_lanes(total, tail_lanes, n_tail, tail_len);
+  merge_moments<Arch>(total, ragged);
   return total;
 }
 
@@ -274,10 +350,16 @@ void Kernels<Arch>::moments_rows(const float* x, const RowWalk& walk, const floa
     const BlockWeights bw(static_cast<double>(r), static_cast<double>(Count));
     const float* row = x + r * walk.row_stride;
     std::size_t j = 0;
+    // Rows are read a column of vectors at a time, which hardware prefetchers follow poorly: fetch the rows two
+    // blocks ahead explicitly (when they exist).
+    const float* ahead = r + 3 * Count <= walk.rows ? row + 2 * Count * walk.row_stride : nullptr;
     for (; j < whole; j += W) {
       const F k = F::load_unaligned(shift + j);
       F v[Count];
-      for (std::size_t u = 0; u < Count; ++u) v[u] = F::load_unaligned(row + u * walk.row_stride + j) - k;
+      for (std::size_t u = 0; u < Count; ++u) {
+        if (ahead != nullptr) prefetch(ahead + u * walk.row_stride + j);
+        v[u] = F::load_unaligned(row + u * walk.row_stride + j) - k;
+      }
       F s, q;
       block_moments(v, s, q);
       merge_block(sum + j, m2 + j, bw, s, q);
@@ -293,30 +375,33 @@ void Kernels<Arch>::moments_rows(const float* x, const RowWalk& walk, const floa
   };
   std::size_t r = 0;
   for (; r + U <= walk.rows; r += U) update(r, std::integral_constant<std::size_t, U>{});
-  for (; r < walk.rows; ++r) update(r, std::integral_constant<std::size_t, 1>{});
+  const std::size_t left = walk.rows - r;
+  if (left & 4) update(r, std::integral_constant<std::size_t, 4>{}), r += 4;
+  if (left & 2) update(r, std::integral_constant<std::size_t, 2>{}), r += 2;
+  if (left & 1) update(r, std::integral_constant<std::size_t, 1>{});
 }
 
 // ---------------------------------------------------------------------------------------------------------------
 // y = a*x + b
 
 template <class Arch>
-template <bool Relu>
+template <bool Relu, bool Stream>
 void Kernels<Arch>::affine_run_impl(const float* x, float* y, std::size_t len, float a, float b) {
   const F va(a), vb(b);
-  std::size_t i = 0;
-  for (; i + 2 * W <= len; i += 2 * W) {
-    const F y0 = activate<Relu>(xsimd::fma(va, F::load_unaligned(x + i), vb));
-    const F y1 = activate<Relu>(xsimd::fma(va, F::load_unaligned(x + i + W), vb));
-    y0.store_unaligned(y + i);
-    y1.store_unaligned(y + i + W);
-  }
-  for (; i + W <= len; i += W) activate<Relu>(xsimd::fma(va, F::load_unaligned(x + i), vb)).store_unaligned(y + i);
-  if (i < len) Native::store_first(y + i, activate<Relu>(xsimd::fma(va, Native::load_first(x + i, len - i), vb)), len - i);
+  store_run<Stream>(
+      y, len, [&](std::size_t i) { return activate<Relu>(xsimd::fma(va, F::load_unaligned(x + i), vb)); },
+      [&](std::size_t i, std::size_t count) {
+        return activate<Relu>(xsimd::fma(va, Native::load_first(x + i, count), vb));
+      });
 }
 
 template <class Arch>
-void Kernels<Arch>::affine_run(const float* x, float* y, std::size_t len, float a, float b, bool relu) {
-  relu ? affine_run_impl<true>(x, y, len, a, b) : affine_run_impl<false>(x, y, len, a, b);
+void Kernels<Arch>::affine_run(const float* x, float* y, std::size_t len, float a, float b, bool relu, bool stream) {
+  if (stream) {
+    relu ? affine_run_impl<true, true>(x, y, len, a, b) : affine_run_impl<false, true>(x, y, len, a, b);
+  } else {
+    relu ? affine_run_impl<true, false>(x, y, len, a, b) : affine_run_impl<false, false>(x, y, len, a, b);
+  }
 }
 
 template <class Arch>
@@ -400,12 +485,17 @@ void Kernels<Arch>::grad_sums_rows_impl(const float* x, const float* dy, const R
     constexpr std::size_t Count = decltype(count)::value;
     const float* xr = x + r * walk.row_stride;
     const float* dr = dy + r * walk.row_stride;
+    const bool ahead = r + 3 * Count <= walk.rows;  // prefetch two blocks ahead, as moments_rows does
     for (std::size_t j = 0; j < walk.c; j += W) {
       const std::size_t lanes = j < whole ? W : tail;
       const F mean = F::load_unaligned(k.mean + j), a = F::load_unaligned(k.a + j), b = F::load_unaligned(k.b + j);
       F b1(0.0f), b2(0.0f);
       for (std::size_t u = 0; u < Count; ++u) {
         const std::size_t at = u * walk.row_stride + j;
+        if (ahead) {
+          prefetch(xr + at + 2 * Count * walk.row_stride);
+          prefetch(dr + at + 2 * Count * walk.row_stride);
+        }
         const F vx = lanes == W ? F::load_unaligned(xr + at) : Native::load_first(xr + at, lanes);
         const F vd = lanes == W ? F::load_unaligned(dr + at) : Native::load_first(dr + at, lanes);
         const F g = masked_dy<Relu>(vx, vd, a, b);
@@ -419,7 +509,10 @@ void Kernels<Arch>::grad_sums_rows_impl(const float* x, const float* dy, const R
   };
   std::size_t r = 0;
   for (; r + U <= walk.rows; r += U) update(r, std::integral_constant<std::size_t, U>{});
-  for (; r < walk.rows; ++r) update(r, std::integral_constant<std::size_t, 1>{});
+  const std::size_t left = walk.rows - r;
+  if (left & 4) update(r, std::integral_constant<std::size_t, 4>{}), r += 4;
+  if (left & 2) update(r, std::integral_constant<std::size_t, 2>{}), r += 2;
+  if (left & 1) update(r, std::integral_constant<std::size_t, 1>{});
 }
 
 template <class Arch>
@@ -430,27 +523,31 @@ void Kernels<Arch>::grad_sums_rows(const float* x, const float* dy, const RowWal
 }
 
 template <class Arch>
-template <bool Relu>
+template <bool Relu, bool Stream>
 void Kernels<Arch>::grad_input_run_impl(const float* x, const float* dy, float* dx, std::size_t len,
                                         const GradCoefficients& k) {
-  const F mean(k.mean), a(k.a), b(k.b), k_dy(k.k_dy), k_xc(k.k_xc), k_0(k.k_0);
-  std::size_t i = 0;
-  for (; i + W <= len; i += W) {
-    grad_input<Relu>(F::load_unaligned(x + i), F::load_unaligned(dy + i), mean, a, b, k_dy, k_xc, k_0)
-        .store_unaligned(dx + i);
-  }
-  if (i < len) {
-    const std::size_t rest = len - i;
-    const F v = grad_input<Relu>(Native::load_first(x + i, rest), Native::load_first(dy + i, rest), mean, a, b, k_dy,
-                                 k_xc, k_0);
-    Native::store_first(dx + i, v, rest);
-  }
+  const F mean(k.mean), invstd(k.invstd), a(k.a), b(k.b), k_dy(k.k_dy), mean_dy(k.mean_dy),
+      mean_dy_xhat(k.mean_dy_xhat);
+  store_run<Stream>(
+      dx, len,
+      [&](std::size_t i) {
+        return grad_input<Relu>(F::load_unaligned(x + i), F::load_unaligned(dy + i), mean, invstd, a, b, k_dy,
+                                mean_dy, mean_dy_xhat);
+      },
+      [&](std::size_t i, std::size_t count) {
+        return grad_input<Relu>(Native::load_first(x + i, count), Native::load_first(dy + i, count), mean, invstd, a, b,
+                                k_dy, mean_dy, mean_dy_xhat);
+      });
 }
 
 template <class Arch>
 void Kernels<Arch>::grad_input_run(const float* x, const float* dy, float* dx, std::size_t len,
-                                   const GradCoefficients& k, bool relu) {
-  relu ? grad_input_run_impl<true>(x, dy, dx, len, k) : grad_input_run_impl<false>(x, dy, dx, len, k);
+                                   const GradCoefficients& k, bool relu, bool stream) {
+  if (stream) {
+    relu ? grad_input_run_impl<true, true>(x, dy, dx, len, k) : grad_input_run_impl<false, true>(x, dy, dx, len, k);
+  } else {
+    relu ? grad_input_run_impl<true, false>(x, dy, dx, len, k) : grad_input_run_impl<false, false>(x, dy, dx, len, k);
+  }
 }
 
 template <class Arch>
@@ -461,18 +558,18 @@ void Kernels<Arch>::grad_input_rows_impl(const float* x, const float* dy, float*
   const std::size_t tail = walk.c - whole;
   for (std::size_t r = 0; r < walk.rows; ++r) {
     const std::size_t at = r * walk.row_stride;
+    auto coefficient = [&](const float* array, std::size_t j) { return F::load_unaligned(array + j); };
+    auto compute = [&](F vx, F vd, std::size_t j) {
+      return grad_input<Relu>(vx, vd, coefficient(k.mean, j), coefficient(k.invstd, j), coefficient(k.a, j),
+                              coefficient(k.b, j), coefficient(k.k_dy, j), coefficient(k.mean_dy, j),
+                              coefficient(k.mean_dy_xhat, j));
+    };
     std::size_t j = 0;
     for (; j < whole; j += W) {
-      grad_input<Relu>(F::load_unaligned(x + at + j), F::load_unaligned(dy + at + j), F::load_unaligned(k.mean + j),
-                       F::load_unaligned(k.a + j), F::load_unaligned(k.b + j), F::load_unaligned(k.k_dy + j),
-                       F::load_unaligned(k.k_xc + j), F::load_unaligned(k.k_0 + j))
-          .store_unaligned(dx + at + j);
+      compute(F::load_unaligned(x + at + j), F::load_unaligned(dy + at + j), j).store_unaligned(dx + at + j);
     }
     if (tail != 0) {
-      const F v = grad_input<Relu>(Native::load_first(x + at + j, tail), Native::load_first(dy + at + j, tail),
-                                   F::load_unaligned(k.mean + j), F::load_unaligned(k.a + j),
-                                   F::load_unaligned(k.b + j), F::load_unaligned(k.k_dy + j),
-                                   F::load_unaligned(k.k_xc + j), F::load_unaligned(k.k_0 + j));
+      const F v = compute(Native::load_first(x + at + j, tail), Native::load_first(dy + at + j, tail), j);
       Native::store_first(dx + at + j, v, tail);
     }
   }

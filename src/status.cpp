@@ -4,6 +4,8 @@
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
+#include <cstring>
+#include <type_traits>
 
 namespace simdnorm {
 namespace {
@@ -17,9 +19,14 @@ simdnorm_status check_shape(const char* fn, const simdnorm_shape* shape, Geometr
   if (shape->n == 0) return fail(SIMDNORM_INVALID_ARGUMENT, "%s: shape->n is 0", fn);
   if (shape->c == 0) return fail(SIMDNORM_INVALID_ARGUMENT, "%s: shape->c is 0", fn);
   if (shape->spatial == 0) return fail(SIMDNORM_INVALID_ARGUMENT, "%s: shape->spatial is 0", fn);
-  if (shape->layout != SIMDNORM_NCHW && shape->layout != SIMDNORM_NHWC) {
-    return fail(SIMDNORM_INVALID_ARGUMENT, "%s: shape->layout %d is neither SIMDNORM_NCHW nor SIMDNORM_NHWC", fn,
-                static_cast<int>(shape->layout));
+  // A C caller can store any int in the enum; in C++ loading a value outside the enumerators' range is undefined,
+  // so the field is read as its underlying integer.
+  std::underlying_type_t<simdnorm_layout> layout;
+  static_assert(sizeof layout == sizeof shape->layout, "layout field size");
+  std::memcpy(&layout, &shape->layout, sizeof layout);
+  if (layout != SIMDNORM_NCHW && layout != SIMDNORM_NHWC) {
+    return fail(SIMDNORM_INVALID_ARGUMENT, "%s: shape->layout %lld is neither SIMDNORM_NCHW nor SIMDNORM_NHWC", fn,
+                static_cast<long long>(layout));
   }
   // The whole tensor must be addressable as bytes through ptrdiff_t, so that every offset and pointer difference
   // the kernels form is representable.
