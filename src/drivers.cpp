@@ -205,8 +205,10 @@ struct Coefficients {
   float a, b;
 };
 
-// y = a*x + b with a = gamma*invstd and b = beta - mean*a, each rounded once to float. Training, the ReLU mask of
-// backward (which must reproduce the forward output exactly) and inference folding all go through here.
+// y = a*x + b with a = gamma*invstd and b = beta - mean*a, each rounded once to float, b from the rounded a: then
+// a*x + b = a*(x − mean) + beta up to the rounding of b, so the rounding of a costs |a*(x − mean)| ulps rather than
+// |a*x|. Training, the ReLU mask of backward (which must reproduce the forward output exactly) and inference
+// folding all go through here.
 Coefficients fold_coefficients(const float* gamma, const float* beta, std::size_t c, double mean, double invstd) {
   const double g = gamma != nullptr ? gamma[c] : 1.0;
   const double b = beta != nullptr ? beta[c] : 0.0;

@@ -159,9 +159,10 @@ extern "C" simdnorm_status simdnorm_reference_fold(size_t c, const float* gamma,
       "simdnorm_reference_fold", simdnorm::FoldArgs{c, gamma, beta, mean, var, eps, scale, shift});
   if (status != SIMDNORM_SUCCESS) return status;
   for (std::size_t i = 0; i < c; ++i) {
-    const double s = simdnorm::gamma_of(gamma, i) / std::sqrt(static_cast<double>(var[i]) + static_cast<double>(eps));
-    scale[i] = static_cast<float>(s);
-    shift[i] = static_cast<float>(simdnorm::beta_of(beta, i) - static_cast<double>(mean[i]) * s);
+    // shift is taken against the scale as returned, so that scale*x + shift is the normalisation up to one rounding.
+    scale[i] = static_cast<float>(simdnorm::gamma_of(gamma, i) /
+                                  std::sqrt(static_cast<double>(var[i]) + static_cast<double>(eps)));
+    shift[i] = static_cast<float>(simdnorm::beta_of(beta, i) - static_cast<double>(mean[i]) * scale[i]);
   }
   return SIMDNORM_SUCCESS;
 }

@@ -118,8 +118,10 @@ simdnorm_status simdnorm_backward(const simdnorm_shape* shape, const float* x, c
                                   const float* beta, const float* batch_mean, const float* batch_invstd, float* dx,
                                   float* dgamma, float* dbeta, unsigned flags);
 
-/* Inference folding for engines, per channel (computed in double, rounded once):
+/* Inference folding for engines, per channel (computed in double, each output rounded once):
  *   scale = gamma / sqrt(var + eps),  shift = beta - mean * scale
+ * where shift uses scale as returned (rounded to float), so that scale*x + shift = scale*(x - mean) + beta up to the
+ * rounding of shift: the rounding of scale then costs ulps of |scale*(x - mean)|, not of |scale*x|.
  * gamma, beta may be NULL (ones, zeros); mean, var, scale, shift required; c > 0. scale and shift must not overlap
  * the inputs. */
 simdnorm_status simdnorm_fold(size_t c, const float* gamma, const float* beta, const float* mean, const float* var,

@@ -1,0 +1,29 @@
+// Shapes the kernel tests sweep.
+#ifndef SIMDNORM_TESTS_GRIDS_HPP_
+#define SIMDNORM_TESTS_GRIDS_HPP_
+
+#include <simdnorm/simdnorm.h>
+
+#include <cstddef>
+
+namespace simdnorm_test {
+
+inline constexpr simdnorm_layout kLayouts[] = {SIMDNORM_NCHW, SIMDNORM_NHWC};
+
+// The grid every kernel is compared with the reference on (training and backward skip N*spatial < 2).
+inline constexpr std::size_t kGridN[] = {1, 2, 5};
+inline constexpr std::size_t kGridC[] = {1, 3, 8, 15, 16, 17, 33, 64, 130};
+inline constexpr std::size_t kGridSpatial[] = {1, 2, 7, 49, 61, 196};
+
+// 1, and one below, at and one past each vector width in floats: 4 (SSE2), 8 (AVX2), 16 (AVX-512).
+inline constexpr std::size_t kRemainderSizes[] = {1, 3, 4, 5, 7, 8, 9, 15, 16, 17};
+
+struct LargeShape {
+  std::size_t n, c, spatial;
+};
+// ResNet-50's first BN layer at batch 4, a late layer at batch 32, and a wide fully connected layer at batch 256.
+inline constexpr LargeShape kLargeShapes[] = {{4, 64, 3136}, {32, 256, 49}, {256, 1024, 1}};
+
+}  // namespace simdnorm_test
+
+#endif  // SIMDNORM_TESTS_GRIDS_HPP_

@@ -1,0 +1,149 @@
+// "Results are bitwise identical for every thread count" (simdnorm.h), once per ISA: every output of training,
+// inference, backward and affine under 2, 3, 4, 7 and 16 threads is compared byte for byte with the 1-thread run, on
+// shapes large enough to be split across threads along each axis a driver might split (batch, channel, spatial).
+#include "checkers.hpp"
+#include "grids.hpp"
+
+namespace simdnorm_test {
+namespace {
+
+class DeterminismTest : public IsaTest {
+ protected:
+  void TearDown() override {
+    simdnorm_set_num_threads(0);
+    IsaTest::TearDown();
+  }
+};
+SIMDNORM_INSTANTIATE_PER_ISA(DeterminismTest);
+
+constexpr int kThreadCounts[] = {2, 3, 4, 7, 16};
+
+struct SplitShape {
+  std::size_t n, c, spatial;
+};
+// Many images; many channels per pixel row; one huge image (spatial must be split); a matrix of many rows.
+constexpr SplitShape kSplitShapes[] = {{8, 64, 784}, {16, 100, 196}, {1, 3, 200000}, {2048, 40, 1}};
+
+// Data shared by the four tests for one shape.
+struct Problem {
+  simdnorm_shape shape;
+  std::size_t count;
+  std::vector<float> x, dy, gamma, beta, rm0, rv0, mean, var, scale, shift;
+
+  Problem(const SplitShape& s, simdnorm_layout layout) : shape(MakeShape(s.n, s.c, s.spatial, layout)) {
+    count = Elements(shape);
+    Rng rng(MixSeed({s.n, s.c, s.spatial, 0xde7}));
+    x.resize(count);
+    dy.resize(count);
+    FillInput(rng, shape, InputDistribution{}, x.data());
+    for (float& v : dy) v = static_cast<float>(rng.normal());
+    for (std::size_t c = 0; c < s.c; ++c) {
+      gamma.push_back(static_cast<float>(rng.signed_uniform(0.5, 2.0)));
+      beta.push_back(static_cast<float>(rng.uniform(-1, 1)));
+      rm0.push_back(static_cast<float>(rng.uniform(-1, 1)));
+      rv0.push_back(static_cast<float>(rng.uniform(0.5, 2)));
+      mean.push_back(static_cast<float>(rng.uniform(-3, 3)));
+      var.push_back(static_cast<float>(rng.uniform(0.25, 4)));
+      scale.push_back(static_cast<float>(rng.signed_uniform(0.25, 2)));
+      shift.push_back(static_cast<float>(rng.uniform(-2, 2)));
+    }
+  }
+};
+
+// Runs `run(outputs)` with one thread, then with each other thread count, and compares every output buffer bytewise.
+template <class Run>
+void ExpectSameBitsForAllThreadCounts(const std::string& context, std::vector<std::vector<float>>& outputs,
+                                      const std::vector<const char*>& names, Run run) {
+  simdnorm_set_num_threads(1);
+  ASSERT_EQ(run(outputs), SIMDNORM_SUCCESS) << context << " threads=1: " << simdnorm_last_error();
+  const std::vector<std::vector<float>> baseline = outputs;
+  for (int threads : kThreadCounts) {
+    simdnorm_set_num_threads(threads);
+    for (auto& out : outputs) std::fill(out.begin(), out.end(), SentinelFloat());
+    ASSERT_EQ(run(outputs), SIMDNORM_SUCCESS) << context << " threads=" << threads << ": " << simdnorm_last_error();
+    for (std::size_t k = 0; k < outputs.size(); ++k) {
+      const std::vector<float>& got = outputs[k];
+      const std::vector<float>& want = baseline[k];
+      if (std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) != 0) {
+        std::size_t i = 0;
+        while (FloatBits(got[i]) == FloatBits(want[i])) ++i;
+        ADD_FAILURE() << context << ": " << names[k] << " with " << threads
+                      << " threads differs from 1 thread, first at "
+                      << "index " << i << ": " << FloatString(got[i]) << " vs " << FloatString(want[i]);
+      }
+    }
+  }
+  simdnorm_set_num_threads(0);
+}
+
+std::string Context(const char* what, const simdnorm_shape& shape) {
+  return std::string(what) + " " + ShapeString(shape) + " isa=" + CurrentIsa();
+}
+
+TEST_P(DeterminismTest, Training) {
+  for (const SplitShape& s : kSplitShapes) {
+    for (simdnorm_layout layout : kLayouts) {
+      const Problem p(s, layout);
+      std::vector<std::vector<float>> out = {std::vector<float>(p.count), std::vector<float>(s.c),
+                                             std::vector<float>(s.c), std::vector<float>(s.c), std::vector<float>(s.c)};
+      ExpectSameBitsForAllThreadCounts(
+          Context("training", p.shape), out, {"y", "batch_mean", "batch_invstd", "running_mean", "running_var"},
+          [&](std::vector<std::vector<float>>& o) {
+            o[3] = p.rm0;
+            o[4] = p.rv0;
+            return simdnorm_forward_training(&p.shape, p.x.data(), o[0].data(), p.gamma.data(), p.beta.data(), 1e-5f,
+                                             o[1].data(), o[2].data(), o[3].data(), o[4].data(), 0.1f,
+                                             SIMDNORM_FUSE_RELU);
+          });
+    }
+  }
+}
+
+TEST_P(DeterminismTest, Inference) {
+  for (const SplitShape& s : kSplitShapes) {
+    for (simdnorm_layout layout : kLayouts) {
+      const Problem p(s, layout);
+      std::vector<std::vector<float>> out = {std::vector<float>(p.count)};
+      ExpectSameBitsForAllThreadCounts(
+          Context("inference", p.shape), out, {"y"}, [&](std::vector<std::vector<float>>& o) {
+            return simdnorm_forward_inference(&p.shape, p.x.data(), o[0].data(), p.gamma.data(), p.beta.data(),
+                                              p.mean.data(), p.var.data(), 1e-5f, 0);
+          });
+    }
+  }
+}
+
+TEST_P(DeterminismTest, Backward) {
+  for (const SplitShape& s : kSplitShapes) {
+    for (simdnorm_layout layout : kLayouts) {
+      const Problem p(s, layout);
+      // Saved statistics from the reference, the same for every run.
+      std::vector<float> y(p.count), bm(s.c), bi(s.c);
+      ASSERT_EQ(simdnorm_reference_forward_training(&p.shape, p.x.data(), y.data(), p.gamma.data(), p.beta.data(),
+                                                    1e-5f, bm.data(), bi.data(), nullptr, nullptr, 0.1f, 0),
+                SIMDNORM_SUCCESS);
+      std::vector<std::vector<float>> out = {std::vector<float>(p.count), std::vector<float>(s.c),
+                                             std::vector<float>(s.c)};
+      ExpectSameBitsForAllThreadCounts(
+          Context("backward", p.shape), out, {"dx", "dgamma", "dbeta"}, [&](std::vector<std::vector<float>>& o) {
+            return simdnorm_backward(&p.shape, p.x.data(), p.dy.data(), p.gamma.data(), p.beta.data(), bm.data(),
+                                     bi.data(), o[0].data(), o[1].data(), o[2].data(), SIMDNORM_FUSE_RELU);
+          });
+    }
+  }
+}
+
+TEST_P(DeterminismTest, Affine) {
+  for (const SplitShape& s : kSplitShapes) {
+    for (simdnorm_layout layout : kLayouts) {
+      const Problem p(s, layout);
+      std::vector<std::vector<float>> out = {std::vector<float>(p.count)};
+      ExpectSameBitsForAllThreadCounts(Context("affine", p.shape), out, {"y"}, [&](std::vector<std::vector<float>>& o) {
+        return simdnorm_affine(&p.shape, p.x.data(), o[0].data(), p.scale.data(), p.shift.data(), SIMDNORM_FUSE_RELU);
+      });
+    }
+  }
+}
+
+}  // namespace
+}  // namespace simdnorm_test

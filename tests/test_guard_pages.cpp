@@ -1,0 +1,121 @@
+// Every operation, both layouts, every ISA path, every remainder of C and spatial modulo 16, with each buffer placed
+// so that it ends exactly at a page boundary followed by an inaccessible page (and, in a second run, starts right
+// after one): any read or write past either end of any buffer kills the test with SIGSEGV.
+#include <simdnorm/simdnorm.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#include "checkers.hpp"
+
+namespace simdnorm_test {
+namespace {
+
+enum class Edge { kEnd, kStart };
+
+// `count` floats flush against a PROT_NONE page at the chosen edge.
+class PageGuardedFloats {
+ public:
+  PageGuardedFloats(std::size_t count, Edge edge) : count_(count) {
+    const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
+    const std::size_t bytes = count * sizeof(float);
+    const std::size_t data_pages = (bytes + page - 1) / page;
+    length_ = (data_pages + 2) * page;
+    void* map = mmap(nullptr, length_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) throw std::bad_alloc();
+    base_ = static_cast<unsigned char*>(map);
+    unsigned char* first_guard = base_;
+    unsigned char* last_guard = base_ + (data_pages + 1) * page;
+    mprotect(first_guard, page, PROT_NONE);
+    mprotect(last_guard, page, PROT_NONE);
+    data_ = reinterpret_cast<float*>(edge == Edge::kEnd ? last_guard - bytes : first_guard + page);
+  }
+  ~PageGuardedFloats() { munmap(base_, length_); }
+  PageGuardedFloats(const PageGuardedFloats&) = delete;
+  PageGuardedFloats& operator=(const PageGuardedFloats&) = delete;
+
+  float* data() { return data_; }
+  void fill(Rng& rng, double lo, double hi) {
+    for (std::size_t i = 0; i < count_; ++i) data_[i] = static_cast<float>(rng.uniform(lo, hi));
+  }
+
+ private:
+  std::size_t count_;
+  std::size_t length_ = 0;
+  unsigned char* base_ = nullptr;
+  float* data_ = nullptr;
+};
+
+class GuardPages : public IsaTest {};
+
+void RunAllOperations(std::size_t n, std::size_t c, std::size_t s, simdnorm_layout layout, Edge edge,
+                      std::uint64_t seed) {
+  Rng rng(seed);
+  const std::size_t total = n * c * s;
+  PageGuardedFloats x(total, edge), y(total, edge), dy(total, edge), dx(total, edge);
+  PageGuardedFloats gamma(c, edge), beta(c, edge), mean(c, edge), invstd(c, edge), rmean(c, edge), rvar(c, edge);
+  PageGuardedFloats dgamma(c, edge), dbeta(c, edge), scale(c, edge), shift(c, edge);
+  x.fill(rng, -3.0, 5.0);
+  dy.fill(rng, -1.0, 1.0);
+  gamma.fill(rng, 0.5, 1.5);
+  beta.fill(rng, -0.5, 0.5);
+  rmean.fill(rng, -1.0, 1.0);
+  rvar.fill(rng, 0.5, 2.0);
+  const simdnorm_shape shape{n, c, s, layout};
+  for (unsigned flags : {0u, static_cast<unsigned>(SIMDNORM_FUSE_RELU)}) {
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_forward_training(&shape, x.data(), y.data(), gamma.data(), beta.data(), 1e-5f,
+                                                          mean.data(), invstd.data(), rmean.data(), rvar.data(), 0.1f,
+                                                          flags));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_backward(&shape, x.data(), dy.data(), gamma.data(), beta.data(), mean.data(),
+                                                  invstd.data(), dx.data(), dgamma.data(), dbeta.data(), flags));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_backward(&shape, x.data(), dy.data(), gamma.data(), beta.data(), mean.data(),
+                                                  invstd.data(), nullptr, dgamma.data(), nullptr, flags));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_forward_inference(&shape, x.data(), y.data(), gamma.data(), beta.data(),
+                                                           rmean.data(), rvar.data(), 1e-5f, flags));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_fold(c, gamma.data(), beta.data(), rmean.data(), rvar.data(), 1e-5f,
+                                              scale.data(), shift.data()));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_affine(&shape, x.data(), y.data(), scale.data(), shift.data(), flags));
+    // In place.
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_affine(&shape, y.data(), y.data(), scale.data(), shift.data(), flags));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_forward_training(&shape, y.data(), y.data(), nullptr, nullptr, 1e-5f, nullptr,
+                                                          nullptr, nullptr, nullptr, 0.1f, flags));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_backward(&shape, x.data(), dy.data(), nullptr, nullptr, mean.data(),
+                                                  invstd.data(), dy.data(), nullptr, nullptr, flags));
+  }
+}
+
+TEST_P(GuardPages, EveryRemainderOfCAndSpatialModulo16) {
+  for (Edge edge : {Edge::kEnd, Edge::kStart}) {
+    for (simdnorm_layout layout : {SIMDNORM_NCHW, SIMDNORM_NHWC}) {
+      // C and spatial from 1 to 33 cover every remainder modulo 16 both below and above one whole vector (and
+      // modulo 4 and 8 for the narrower paths).
+      for (std::size_t c = 1; c <= 33; c += (c < 17 ? 1 : 8)) {
+        for (std::size_t s = 1; s <= 33; s += (s < 17 ? 1 : 8)) {
+          SCOPED_TRACE(testing::Message() << "c=" << c << " spatial=" << s << " layout=" << layout
+                                          << (edge == Edge::kEnd ? " end" : " start"));
+          RunAllOperations(2, c, s, layout, edge, c * 1000 + s);
+          if (HasFatalFailure()) return;
+        }
+      }
+    }
+  }
+}
+
+TEST_P(GuardPages, LongRunsAndChunkBoundaries) {
+  // Channels long enough to be cut into several chunks, with ragged ends inside runs.
+  for (simdnorm_layout layout : {SIMDNORM_NCHW, SIMDNORM_NHWC}) {
+    RunAllOperations(3, 1, (std::size_t{1} << 20) / 3 + 5, layout, Edge::kEnd, 7);
+    RunAllOperations(1, 2, (std::size_t{1} << 20) + 37, layout, Edge::kEnd, 8);
+    RunAllOperations(7, 2, 299999, layout, Edge::kEnd, 9);
+    RunAllOperations(301, 19, 3, layout, Edge::kEnd, 10);
+  }
+}
+
+SIMDNORM_INSTANTIATE_PER_ISA(GuardPages);
+
+}  // namespace
+}  // namespace simdnorm_test
