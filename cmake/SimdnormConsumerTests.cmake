@@ -3,7 +3,12 @@
 # add_subdirectory. Each uses a fresh build directory under the current binary dir.
 set(_consumer_src ${PROJECT_SOURCE_DIR}/tests/consumer)
 set(_consumer_dir ${CMAKE_CURRENT_BINARY_DIR}/consumer)
-set(_generator_args -G "${CMAKE_GENERATOR}" -DCMAKE_BUILD_TYPE=Release)
+set(_generator_args -G "${CMAKE_GENERATOR}" -DCMAKE_BUILD_TYPE=Release
+    -DCMAKE_C_COMPILER=${CMAKE_C_COMPILER} -DCMAKE_CXX_COMPILER=${CMAKE_CXX_COMPILER})
+if(SIMDNORM_SANITIZE)
+  # A sanitized static library needs its runtime in the program that links it.
+  list(APPEND _generator_args -DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined)
+endif()
 
 add_test(NAME consumer_install
   COMMAND ${CMAKE_COMMAND} --install ${PROJECT_BINARY_DIR} --prefix ${_consumer_dir}/prefix)
