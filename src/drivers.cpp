@@ -305,7 +305,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
       const std::size_t i = rc.count - 1 - item;  // reverse sweep: the last chunks read are still in cache
       const std::size_t r0 = i * rc.rows_per_chunk;
       const RowWalk walk{rc.rows_of(i, v.row_count), C, C};
-      k.affine_rows(args.x + r0 * C, args.y + r0 * C, walk, a.get(), b.get(), relu);
+      k.affine_rows(args.x + r0 * C, args.y + r0 * C, walk, a.get(), b.get(), relu, stream);
     });
   }
 
@@ -360,7 +360,7 @@ simdnorm_status apply_affine(const KernelTable& k, const Geometry& g, const floa
     parallel_for(rc.count, g.elements, [&](std::size_t i) {
       const std::size_t r0 = i * rc.rows_per_chunk;
       const RowWalk walk{rc.rows_of(i, v.row_count), v.channels, v.channels};
-      k.affine_rows(x + r0 * v.channels, y + r0 * v.channels, walk, a, b, relu);
+      k.affine_rows(x + r0 * v.channels, y + r0 * v.channels, walk, a, b, relu, stream);
     });
   }
   return SIMDNORM_SUCCESS;
@@ -541,7 +541,7 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
       const std::size_t i = rc.count - 1 - item;  // reverse sweep
       const std::size_t r0 = i * rc.rows_per_chunk;
       const RowWalk walk{rc.rows_of(i, v.row_count), C, C};
-      k.grad_input_rows(args.x + r0 * C, args.dy + r0 * C, args.dx + r0 * C, walk, karr, relu);
+      k.grad_input_rows(args.x + r0 * C, args.dy + r0 * C, args.dx + r0 * C, walk, karr, relu, stream);
     });
   }
   return SIMDNORM_SUCCESS;

@@ -7,8 +7,8 @@
 //     every run shares one per-channel coefficient set (scalars);
 //   * a "row walk" (NHWC): `rows` rows of `c` contiguous channels at `row_stride`, vectorised along the channels,
 //     with per-channel coefficient arrays.
-// Per-channel arrays handed to row kernels are padded by the driver to a multiple of kMaxLanes, so the kernels read
-// and write them in whole vectors; the tensors themselves are touched only within their bounds (masked tails).
+// Per-channel arrays handed to row kernels are padded by the driver (padded_channels), so the kernels read and write
+// them in whole vectors; the tensors themselves are touched only within their bounds (masked tails).
 #ifndef SIMDNORM_SRC_KERNEL_TABLE_HPP_
 #define SIMDNORM_SRC_KERNEL_TABLE_HPP_
 
@@ -19,7 +19,9 @@ namespace simdnorm {
 // Widest float vector of any ISA we build (AVX-512: 16 lanes): padding unit of per-channel arrays.
 constexpr std::size_t kMaxLanes = 16;
 
-inline std::size_t padded_channels(std::size_t c) { return (c + kMaxLanes - 1) / kMaxLanes * kMaxLanes; }
+// Length of a padded per-channel array: room for a whole vector read at any channel offset below c (streaming row
+// kernels peel each row to alignment, so their vectors start at arbitrary offsets).
+inline std::size_t padded_channels(std::size_t c) { return (c + kMaxLanes - 1) / kMaxLanes * kMaxLanes + kMaxLanes; }
 
 // Moments of a set of values relative to a shift K (the first value of the channel): count, sum = Σ(x − K) and
 // m2 = Σ(x − mean)². Sets merge with Chan's formula; the shift keeps sums small whatever the mean.
@@ -65,11 +67,12 @@ struct KernelTable {
   // Writes sum[c] and m2[c] (padded arrays) of rows × c values, each channel relative to shift[c]; count is rows.
   void (*moments_rows)(const float* x, const RowWalk& walk, const float* shift, double* sum, double* m2);
 
-  // y = a*x + b, optionally ReLU (x <= 0 -> +0, NaN kept). y may equal x. With `stream`, the run kernel writes
+  // y = a*x + b, optionally ReLU (x <= 0 -> +0, NaN kept). y may equal x. With `stream`, the kernels write
   // whole vectors with non-temporal stores (the output of a tensor larger than the cache is not read back soon, so
   // it skips the read-for-ownership of every line); it is ordered (sfence) before returning.
   void (*affine_run)(const float* x, float* y, std::size_t len, float a, float b, bool relu, bool stream);
-  void (*affine_rows)(const float* x, float* y, const RowWalk& walk, const float* a, const float* b, bool relu);
+  void (*affine_rows)(const float* x, float* y, const RowWalk& walk, const float* a, const float* b, bool relu,
+                      bool stream);
 
   // Backward reductions: sum_dy = Σdy', sum_dy_xc = Σdy'*(x − mean). The run kernel writes its two sums; the row
   // kernel adds into the padded arrays (zeroed by the caller).
@@ -82,7 +85,7 @@ struct KernelTable {
   void (*grad_input_run)(const float* x, const float* dy, float* dx, std::size_t len, const GradCoefficients& k,
                          bool relu, bool stream);
   void (*grad_input_rows)(const float* x, const float* dy, float* dx, const RowWalk& walk,
-                          const GradCoefficientArrays& k, bool relu);
+                          const GradCoefficientArrays& k, bool relu, bool stream);
 };
 
 // One table per ISA, each defined in its own translation unit (kernels_<isa>.cpp) compiled with that ISA's flags.

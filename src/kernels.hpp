@@ -91,7 +91,8 @@ struct Kernels {
   static Moments moments_run(const float* x, const RunWalk& walk, float shift);
   static void moments_rows(const float* x, const RowWalk& walk, const float* shift, double* sum, double* m2);
   static void affine_run(const float* x, float* y, std::size_t len, float a, float b, bool relu, bool stream);
-  static void affine_rows(const float* x, float* y, const RowWalk& walk, const float* a, const float* b, bool relu);
+  static void affine_rows(const float* x, float* y, const RowWalk& walk, const float* a, const float* b, bool relu,
+                          bool stream);
   static void grad_sums_run(const float* x, const float* dy, const RunWalk& walk, const GradCoefficients& k,
                             bool relu, double* sum_dy, double* sum_dy_xc);
   static void grad_sums_rows(const float* x, const float* dy, const RowWalk& walk, const GradCoefficientArrays& k,
@@ -99,7 +100,7 @@ struct Kernels {
   static void grad_input_run(const float* x, const float* dy, float* dx, std::size_t len, const GradCoefficients& k,
                              bool relu, bool stream);
   static void grad_input_rows(const float* x, const float* dy, float* dx, const RowWalk& walk,
-                              const GradCoefficientArrays& k, bool relu);
+                              const GradCoefficientArrays& k, bool relu, bool stream);
 
   static constexpr KernelTable table(const char* name) {
     return KernelTable{name,           &moments_run,    &moments_rows,   &affine_run,      &affine_rows,
@@ -172,7 +173,26 @@ struct Kernels {
     m2_hi.store_unaligned(m2 + H);
   }
 
-  static void prefetch(const float* p) { _mm_prefetch(reinterpret_cast<const char*>(p), _MM_HINT_T0); }
+  // Row walks read a column of vectors (Count rows) at a time, a pattern hardware prefetchers follow poorly. This
+  // touches the block of Count rows two blocks ahead in address order instead, Count cache lines per column step j,
+  // which covers the block once over a sweep of the columns (rows of C floats have C/W steps of Count lines each).
+  template <std::size_t Count>
+  class BlockPrefetch {
+   public:
+    BlockPrefetch(const float* x, std::size_t r, const RowWalk& walk)
+        : base_(r + 3 * Count <= walk.rows ? x + (r + 2 * Count) * walk.row_stride : nullptr),
+          extent_((Count - 1) * walk.row_stride + walk.c) {}
+    void operator()(std::size_t j, std::size_t u) const {
+      const std::size_t line = ((j / W) * Count + u) * (64 / sizeof(float));
+      if (base_ != nullptr && line < extent_) {
+        _mm_prefetch(reinterpret_cast<const char*>(base_ + line), _MM_HINT_T0);
+      }
+    }
+
+   private:
+    const float* base_;
+    std::size_t extent_;
+  };
 
   // Block-merges Count vectors v[0..Count) into a lane state holding n values per lane.
   template <std::size_t Count>
@@ -247,6 +267,13 @@ struct Kernels {
   // i). With Stream, y is peeled to vector alignment and the aligned body goes out with non-temporal stores.
   template <bool Stream, class Whole, class First>
   static void store_run(float* y, std::size_t len, const Whole& whole, const First& first) {
+    store_span<Stream>(y, len, whole, first);
+    if constexpr (Stream) _mm_sfence();
+  }
+
+  // store_run without the closing sfence, for kernels that write many spans and fence once.
+  template <bool Stream, class Whole, class First>
+  static void store_span(float* y, std::size_t len, const Whole& whole, const First& first) {
     std::size_t i = 0;
     if constexpr (Stream) {
       const std::size_t misaligned = reinterpret_cast<std::uintptr_t>(y) / sizeof(float) % W;
@@ -260,12 +287,11 @@ struct Kernels {
       for (; i + W <= len; i += W) whole(i).store_unaligned(y + i);
     }
     if (i < len) Native::store_first(y + i, first(i, len - i), len - i);
-    if constexpr (Stream) _mm_sfence();
   }
 
   template <bool Relu, bool Stream>
   static void affine_run_impl(const float* x, float* y, std::size_t len, float a, float b);
-  template <bool Relu>
+  template <bool Relu, bool Stream>
   static void affine_rows_impl(const float* x, float* y, const RowWalk& walk, const float* a, const float* b);
   template <bool Relu>
   static void grad_sums_run_impl(const float* x, const float* dy, const RunWalk& walk, const GradCoefficients& k,
@@ -276,9 +302,19 @@ struct Kernels {
   template <bool Relu, bool Stream>
   static void grad_input_run_impl(const float* x, const float* dy, float* dx, std::size_t len,
                                   const GradCoefficients& k);
-  template <bool Relu>
+  template <bool Relu, bool Stream>
   static void grad_input_rows_impl(const float* x, const float* dy, float* dx, const RowWalk& walk,
                                    const GradCoefficientArrays& k);
+
+  // Calls body(relu, stream) with both flags as compile-time constants (std::bool_constant).
+  template <class Body>
+  static void with_modes(bool relu, bool stream, const Body& body) {
+    if (relu) {
+      stream ? body(std::true_type{}, std::true_type{}) : body(std::true_type{}, std::false_type{});
+    } else {
+      stream ? body(std::false_type{}, std::true_type{}) : body(std::false_type{}, std::false_type{});
+    }
+  }
 
   template <class Visit>
   static void for_each_run(const RunWalk& walk, Visit&& visit) {
@@ -350,14 +386,12 @@ void Kernels<Arch>::moments_rows(const float* x, const RowWalk& walk, const floa
     const BlockWeights bw(static_cast<double>(r), static_cast<double>(Count));
     const float* row = x + r * walk.row_stride;
     std::size_t j = 0;
-    // Rows are read a column of vectors at a time, which hardware prefetchers follow poorly: fetch the rows two
-    // blocks ahead explicitly (when they exist).
-    const float* ahead = r + 3 * Count <= walk.rows ? row + 2 * Count * walk.row_stride : nullptr;
+    const BlockPrefetch<Count> ahead(x, r, walk);
     for (; j < whole; j += W) {
       const F k = F::load_unaligned(shift + j);
       F v[Count];
       for (std::size_t u = 0; u < Count; ++u) {
-        if (ahead != nullptr) prefetch(ahead + u * walk.row_stride + j);
+        ahead(j, u);
         v[u] = F::load_unaligned(row + u * walk.row_stride + j) - k;
       }
       F s, q;
@@ -397,37 +431,34 @@ void Kernels<Arch>::affine_run_impl(const float* x, float* y, std::size_t len, f
 
 template <class Arch>
 void Kernels<Arch>::affine_run(const float* x, float* y, std::size_t len, float a, float b, bool relu, bool stream) {
-  if (stream) {
-    relu ? affine_run_impl<true, true>(x, y, len, a, b) : affine_run_impl<false, true>(x, y, len, a, b);
-  } else {
-    relu ? affine_run_impl<true, false>(x, y, len, a, b) : affine_run_impl<false, false>(x, y, len, a, b);
-  }
+  with_modes(relu, stream, [&](auto r, auto s) { affine_run_impl<decltype(r)::value, decltype(s)::value>(x, y, len, a, b); });
 }
 
 template <class Arch>
-template <bool Relu>
+template <bool Relu, bool Stream>
 void Kernels<Arch>::affine_rows_impl(const float* x, float* y, const RowWalk& walk, const float* a, const float* b) {
-  const std::size_t whole = walk.c / W * W;
-  const std::size_t tail = walk.c - whole;
   for (std::size_t r = 0; r < walk.rows; ++r) {
     const float* xr = x + r * walk.row_stride;
-    float* yr = y + r * walk.row_stride;
-    std::size_t j = 0;
-    for (; j < whole; j += W) {
-      activate<Relu>(xsimd::fma(F::load_unaligned(a + j), F::load_unaligned(xr + j), F::load_unaligned(b + j)))
-          .store_unaligned(yr + j);
-    }
-    if (tail != 0) {
-      const F v = xsimd::fma(F::load_unaligned(a + j), Native::load_first(xr + j, tail), F::load_unaligned(b + j));
-      Native::store_first(yr + j, activate<Relu>(v), tail);
-    }
+    // Channel offsets i need not be vector-aligned (streaming peels y to alignment): the padded per-channel arrays
+    // are read unaligned at the same offsets.
+    store_span<Stream>(
+        y + r * walk.row_stride, walk.c,
+        [&](std::size_t i) {
+          return activate<Relu>(
+              xsimd::fma(F::load_unaligned(a + i), F::load_unaligned(xr + i), F::load_unaligned(b + i)));
+        },
+        [&](std::size_t i, std::size_t count) {
+          return activate<Relu>(
+              xsimd::fma(F::load_unaligned(a + i), Native::load_first(xr + i, count), F::load_unaligned(b + i)));
+        });
   }
+  if constexpr (Stream) _mm_sfence();
 }
 
 template <class Arch>
 void Kernels<Arch>::affine_rows(const float* x, float* y, const RowWalk& walk, const float* a, const float* b,
-                                bool relu) {
-  relu ? affine_rows_impl<true>(x, y, walk, a, b) : affine_rows_impl<false>(x, y, walk, a, b);
+                                bool relu, bool stream) {
+  with_modes(relu, stream, [&](auto r, auto s) { affine_rows_impl<decltype(r)::value, decltype(s)::value>(x, y, walk, a, b); });
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -485,17 +516,15 @@ void Kernels<Arch>::grad_sums_rows_impl(const float* x, const float* dy, const R
     constexpr std::size_t Count = decltype(count)::value;
     const float* xr = x + r * walk.row_stride;
     const float* dr = dy + r * walk.row_stride;
-    const bool ahead = r + 3 * Count <= walk.rows;  // prefetch two blocks ahead, as moments_rows does
+    const BlockPrefetch<Count> x_ahead(x, r, walk), dy_ahead(dy, r, walk);
     for (std::size_t j = 0; j < walk.c; j += W) {
       const std::size_t lanes = j < whole ? W : tail;
       const F mean = F::load_unaligned(k.mean + j), a = F::load_unaligned(k.a + j), b = F::load_unaligned(k.b + j);
       F b1(0.0f), b2(0.0f);
       for (std::size_t u = 0; u < Count; ++u) {
         const std::size_t at = u * walk.row_stride + j;
-        if (ahead) {
-          prefetch(xr + at + 2 * Count * walk.row_stride);
-          prefetch(dr + at + 2 * Count * walk.row_stride);
-        }
+        x_ahead(j, u);
+        dy_ahead(j, u);
         const F vx = lanes == W ? F::load_unaligned(xr + at) : Native::load_first(xr + at, lanes);
         const F vd = lanes == W ? F::load_unaligned(dr + at) : Native::load_first(dr + at, lanes);
         const F g = masked_dy<Relu>(vx, vd, a, b);
@@ -543,42 +572,38 @@ void Kernels<Arch>::grad_input_run_impl(const float* x, const float* dy, float* 
 template <class Arch>
 void Kernels<Arch>::grad_input_run(const float* x, const float* dy, float* dx, std::size_t len,
                                    const GradCoefficients& k, bool relu, bool stream) {
-  if (stream) {
-    relu ? grad_input_run_impl<true, true>(x, dy, dx, len, k) : grad_input_run_impl<false, true>(x, dy, dx, len, k);
-  } else {
-    relu ? grad_input_run_impl<true, false>(x, dy, dx, len, k) : grad_input_run_impl<false, false>(x, dy, dx, len, k);
-  }
+  with_modes(relu, stream, [&](auto r, auto s) { grad_input_run_impl<decltype(r)::value, decltype(s)::value>(x, dy, dx, len, k); });
 }
 
 template <class Arch>
-template <bool Relu>
+template <bool Relu, bool Stream>
 void Kernels<Arch>::grad_input_rows_impl(const float* x, const float* dy, float* dx, const RowWalk& walk,
                                          const GradCoefficientArrays& k) {
-  const std::size_t whole = walk.c / W * W;
-  const std::size_t tail = walk.c - whole;
+  auto coefficient = [](const float* array, std::size_t i) { return F::load_unaligned(array + i); };
+  auto compute = [&](F vx, F vd, std::size_t i) {
+    return grad_input<Relu>(vx, vd, coefficient(k.mean, i), coefficient(k.invstd, i), coefficient(k.a, i),
+                            coefficient(k.b, i), coefficient(k.k_dy, i), coefficient(k.mean_dy, i),
+                            coefficient(k.mean_dy_xhat, i));
+  };
   for (std::size_t r = 0; r < walk.rows; ++r) {
-    const std::size_t at = r * walk.row_stride;
-    auto coefficient = [&](const float* array, std::size_t j) { return F::load_unaligned(array + j); };
-    auto compute = [&](F vx, F vd, std::size_t j) {
-      return grad_input<Relu>(vx, vd, coefficient(k.mean, j), coefficient(k.invstd, j), coefficient(k.a, j),
-                              coefficient(k.b, j), coefficient(k.k_dy, j), coefficient(k.mean_dy, j),
-                              coefficient(k.mean_dy_xhat, j));
-    };
-    std::size_t j = 0;
-    for (; j < whole; j += W) {
-      compute(F::load_unaligned(x + at + j), F::load_unaligned(dy + at + j), j).store_unaligned(dx + at + j);
-    }
-    if (tail != 0) {
-      const F v = compute(Native::load_first(x + at + j, tail), Native::load_first(dy + at + j, tail), j);
-      Native::store_first(dx + at + j, v, tail);
-    }
+    const float* xr = x + r * walk.row_stride;
+    const float* dr = dy + r * walk.row_stride;
+    store_span<Stream>(
+        dx + r * walk.row_stride, walk.c,
+        [&](std::size_t i) { return compute(F::load_unaligned(xr + i), F::load_unaligned(dr + i), i); },
+        [&](std::size_t i, std::size_t count) {
+          return compute(Native::load_first(xr + i, count), Native::load_first(dr + i, count), i);
+        });
   }
+  if constexpr (Stream) _mm_sfence();
 }
 
 template <class Arch>
 void Kernels<Arch>::grad_input_rows(const float* x, const float* dy, float* dx, const RowWalk& walk,
-                                    const GradCoefficientArrays& k, bool relu) {
-  relu ? grad_input_rows_impl<true>(x, dy, dx, walk, k) : grad_input_rows_impl<false>(x, dy, dx, walk, k);
+                                    const GradCoefficientArrays& k, bool relu, bool stream) {
+  with_modes(relu, stream, [&](auto r, auto s) {
+    grad_input_rows_impl<decltype(r)::value, decltype(s)::value>(x, dy, dx, walk, k);
+  });
 }
 
 }  // namespace kernels
