@@ -5,8 +5,8 @@
 # throughput_*.png plots.
 #
 #   scripts/bench.sh                 default grid: 3 ResNet-50 BN layers at N = 1..64, 6 more at N = 1 and 32,
-#                                    a 1024-wide N x C matrix (about 10 minutes on 2 cores)
-#   scripts/bench.sh --quick         a reduced set (about 2 minutes)
+#                                    a 1024-wide N x C matrix (5 to 10 minutes on 2 cores)
+#   scripts/bench.sh --quick         a reduced set (about a minute)
 #   scripts/bench.sh --full          all 9 layers at every N, the matrix at N = 16..1024
 #
 #   --threads N        threads of simdnorm, oneDNN and the streaming baseline (default: every core)
@@ -98,19 +98,22 @@ fi
 
 # --- run ------------------------------------------------------------------------------------------------------------
 mkdir -p "$out_dir"
-rm -rf "$out_dir"/throughput_*.png "$out_dir/plot-data"
+rm -rf "$out_dir/results.json" "$out_dir"/throughput_*.png "$out_dir/plot-data"
 # Repetitions are rounds: the whole grid runs K times over, so the measurements of one benchmark are minutes apart
 # and a burst of load from another process hits one of them; every round sizes its own iteration count, so such a
 # burst cannot stretch a benchmark to many times its minimum time. The report takes the median.
 bench_args=(--grid="$grid" --threads="$threads" --rounds="$repetitions" --benchmark_min_time="$min_time"
-            --benchmark_display_aggregates_only=true --benchmark_color=false
-            --benchmark_out="$out_dir/results.json" --benchmark_out_format=json)
+            --benchmark_display_aggregates_only=true --benchmark_color=false)
 [ -n "$filter" ] && bench_args+=(--benchmark_filter="$filter")
 bench_args+=("${passthrough[@]+"${passthrough[@]}"}")
 
 # OpenMP reads its environment at start-up: the thread count goes to simdnorm, oneDNN and the baseline alike.
 export OMP_NUM_THREADS="$threads"
-total=$("$binary" "${bench_args[@]}" --benchmark_list_tests=true 2>/dev/null | grep -c . || true)
+if ! listing=$("$binary" "${bench_args[@]}" --benchmark_list_tests=true 2>&1); then
+  printf '%s\n' "$listing" >&2
+  exit 2
+fi
+total=$(printf '%s\n' "$listing" | grep -c '/C:' || true)
 if [ "$total" -eq 0 ]; then
   echo "scripts/bench.sh: no benchmark matches the filter '$filter'" >&2
   exit 1
@@ -127,7 +130,8 @@ echo "  Google Benchmark's output goes to $out_dir/console.txt"
 # tty) and any error as it happens.
 start=$(date +%s)
 set +e
-"$binary" "${bench_args[@]}" 2>"$out_dir/console.stderr" | tee "$out_dir/console.txt" |
+"$binary" "${bench_args[@]}" --benchmark_out="$out_dir/results.json" --benchmark_out_format=json \
+    2>"$out_dir/console.stderr" | tee "$out_dir/console.txt" |
   awk -v total="$total" -v tty="$([ -t 2 ] && echo 1 || echo 0)" -v start="$start" '
     function now() { srand(); return srand() }  # POSIX awk: srand() returns the previous seed, the time of day
     /ERROR OCCURRED/ { printf "%s  %s\n", (tty ? "\r\033[K" : ""), $0 > "/dev/stderr"; fflush("/dev/stderr") }
@@ -152,9 +156,11 @@ elapsed=$(( $(date +%s) - start ))
 
 if [ ! -s "$out_dir/results.json" ]; then
   cat "$out_dir/console.stderr" >&2
+  rm -f "$out_dir/console.stderr"
   echo "scripts/bench.sh: simdnorm_bench wrote no results (exit status $status)" >&2
   exit 1
 fi
+rm -f "$out_dir/console.stderr"
 
 # --- report ---------------------------------------------------------------------------------------------------------
 "$python" scripts/bench_report.py "$out_dir/results.json" --out "$out_dir" \

@@ -9,8 +9,8 @@ Everything is computed from one run, so every ratio compares figures measured mi
   speed-up vs naive   = naive time / simdnorm time           (same op, layout, tensor)
   speed-up vs oneDNN  = oneDNN time / simdnorm time
   of stream           = simdnorm GB/s / streaming baseline GB/s on a tensor of the same size
-Times are the median over the repetitions when the run has several (Google Benchmark's "median" aggregate), else
-the single measurement.
+Times are the median of a benchmark's measurements: its rounds (simdnorm_bench --rounds, names ending in
+/round:<k>) and its repetitions (Google Benchmark's "median" aggregate when only that is in the file).
 """
 
 import argparse
@@ -35,11 +35,11 @@ BYTES_NOTE = {
     "backward": "GB/s counts 3 tensors per call: x and dy read once, dx written once",
 }
 
-# A time is marked "~" in the tables when its repetitions spread more than NOISY_CV (standard deviation / mean) or
+# A time is marked "~" in the tables when its measurements spread more than NOISY_CV (standard deviation / mean) or
 # when the calling thread was on its CPU for less than WAITED_CPU_SHARE of the wall time.
 NOISY_CV = 0.10
 WAITED_CPU_SHARE = 0.8
-NOISE_NOTE = ("~ marks a time whose repetitions vary by more than %d%%, or during which the calling thread was on "
+NOISE_NOTE = ("~ marks a time whose measurements vary by more than %d%%, or during which the calling thread was on "
               "its CPU for less than %d%% of the wall time (it waited for threads that another process had pushed "
               "off their cores): the machine was busy, read those figures with care"
               % (100 * NOISY_CV, 100 * WAITED_CPU_SHARE))
@@ -72,7 +72,7 @@ class Results:
         self.errors = {}
         self.labels = {}
         self.repetitions = set()
-        self.cv = {}  # coefficient of variation of the time over the repetitions, where there were several
+        self.cv = {}  # coefficient of variation of the time over the measurements, where there were several
         # CPU time of the calling thread / wall time. The calling thread works (or spins at the OpenMP barrier) for
         # the whole call, so a share well below 1 means it waited: a thread was off its CPU, the machine was busy.
         self.cpu_share = {}
@@ -108,14 +108,16 @@ class Results:
                 samples.setdefault(key, []).append(value)
         self.layer_order = sorted(first_family, key=lambda layer: first_family[layer])
         for key in set(medians) | set(samples):
-            if key in medians:
-                t, b, cpu = medians[key]
-            else:
+            # Every measurement of every round when the file has them (it does unless Google Benchmark ran with
+            # --benchmark_report_aggregates_only), else the median aggregate.
+            if key in samples:
                 t = median([s[0] for s in samples[key]])
                 rates = [s[1] for s in samples[key] if s[1] is not None]
                 b = median(rates) if rates else None
                 cpu = median([s[2] for s in samples[key]])
                 self.repetitions.add(len(samples[key]))
+            else:
+                t, b, cpu = medians[key]
             self.time_ms[key] = t
             self.bytes_per_s[key] = b
             self.cpu_share[key] = cpu / t if t > 0 else None
@@ -206,7 +208,7 @@ def fmt_pct(v):
 
 def fmt_mb(elements):
     mb = elements * 4 / 1e6
-    return "%.1f" % mb if mb < 100 else "%.0f" % mb
+    return "%.2f" % mb if mb < 1 else "%.1f" % mb if mb < 100 else "%.0f" % mb
 
 
 class Table:
@@ -234,7 +236,8 @@ class Table:
     def markdown(self):
         head = "| " + " | ".join(self.header) + " |"
         rule = "|" + "|".join(":---" if a == "l" else "---:" for a in self.align) + "|"
-        body = ["| " + " | ".join(str(c) for c in r) + " |" for r in self.rows]
+        # "~" escaped: two of them in a row would strike the text between them through in GitHub's Markdown.
+        body = ["| " + " | ".join(str(c).replace("~", "\\~") for c in r) + " |" for r in self.rows]
         return "\n".join([head, rule] + body)
 
 
@@ -481,7 +484,7 @@ def main():
            "streaming baseline's GB/s on a tensor of the same size.", "",
            summary_table(res, with_onednn).markdown(), ""]
     if noisy:
-        md += ["%d of %d measurements are noisy. %s." % (noisy, timed, NOISE_NOTE), ""]
+        md += ["%d of %d measurements are noisy. %s." % (noisy, timed, NOISE_NOTE.replace("~", "\\~")), ""]
     if pngs:
         md += ["## Throughput against batch size", "",
                "GB/s of each implementation against N, one panel per operation and layout; the dashed line is the "
@@ -490,7 +493,8 @@ def main():
     elif plot_note:
         md += ["*%s*" % plot_note, ""]
     md += ["## How to read these figures", "",
-           "- **Times** are wall-clock (Google Benchmark `UseRealTime`) per call, the median over the repetitions.",
+           "- **Times** are wall-clock (Google Benchmark `UseRealTime`) per call, the median over the rounds (the "
+           "whole grid runs several times over, so the measurements of one benchmark are minutes apart).",
            "- **GB/s** is the *minimum* memory traffic of the operation divided by the time, counted the same way for "
            "every implementation: training forward 3 tensor sizes (x read for the statistics and again to normalise, "
            "y written), inference forward 2 (x read, y written), backward 3 (x and dy read, dx written); per-channel "
@@ -501,7 +505,10 @@ def main():
            "tensors (up to a few MB) stay in the caches between iterations for every implementation alike.",
            "- **Naive** is simdnorm's scalar reference (`simdnorm_reference_*`, double accumulation, single thread; "
            "in NHWC it walks the tensor one channel at a time with a stride of C). It is timed for a short minimum "
-           "time with fewer repetitions to bound the run time (see *timing* above).",
+           "time in the first round only, to bound the run time (see *timing* above).",
+           "- **oneDNN** runs its batch normalisation primitive (created before timing) on the same buffers; the "
+           "N x C matrix is described to it as NHWC in both layouts, the description that reaches its JIT kernel "
+           "for those bytes. Its plain-NCHW kernel is the generic `ncsp` one.",
            "- All implementations run out of place on the same 64-byte aligned, deterministically filled buffers.",
            ""]
     labels = {}

@@ -1,0 +1,154 @@
+// oneDNN's batch normalisation on the same tensors, when CMake found dnnl (SIMDNORM_BENCH_WITH_ONEDNN); otherwise
+// the suite registers no oneDNN benchmarks and says so in its context.
+//
+// oneDNN 2.6 API (v2: operation descriptor, then primitive descriptor, then primitive), with separate scale and
+// shift (use_scale | use_shift) like simdnorm's gamma and beta. Primitives are created before the timing loop; the
+// loop times execute() and the stream's wait(), nothing else. oneDNN runs on the same OpenMP runtime with the same
+// thread count (main() sets omp_set_num_threads).
+#include "bench_common.h"
+
+#if defined(SIMDNORM_BENCH_WITH_ONEDNN)
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <unordered_map>
+
+namespace simdnorm_bench {
+namespace {
+
+dnnl::engine& cpu_engine() {
+  static dnnl::engine engine(dnnl::engine::kind::cpu, 0);
+  return engine;
+}
+
+void run_onednn(benchmark::State& state, Op op, simdnorm_layout layout, const Point& p) {
+  using dnnl::memory;
+  using dnnl::normalization_flags;
+  using dnnl::prop_kind;
+  try {
+    dnnl::engine& engine = cpu_engine();
+    dnnl::stream stream(engine);
+
+    // With spatial 1 (the N x C matrix) both layouts are the same bytes, and oneDNN 2.6 takes its JIT kernel only
+    // when the tensor is described as nhwc (nchw and nc get the generic ncsp kernel, 40x slower); its primitive cache
+    // even treats the two descriptions as one, so that which kernel ran would depend on the order of the
+    // benchmarks. The matrix is therefore described as nhwc in both layouts: oneDNN at its best for those bytes.
+    const bool channels_last = layout == SIMDNORM_NHWC || p.hw == 1;
+    const memory::format_tag tag = channels_last ? memory::format_tag::nhwc : memory::format_tag::nchw;
+    const memory::desc data_md({p.n, p.c, p.hw, p.hw}, memory::data_type::f32, tag);
+    const memory::desc channel_md({p.c}, memory::data_type::f32, memory::format_tag::a);
+
+    const Tensors t = tensors_for(p.elements());
+    Channels ch(p.c);
+    AlignedFloats batch_var(static_cast<std::size_t>(p.c));
+
+    // User buffers wrapped without copies; oneDNN only reads src and diff_dst.
+    memory src(data_md, engine, const_cast<float*>(t.x));
+    memory dst(data_md, engine, t.y);
+    memory diff_dst(data_md, engine, const_cast<float*>(t.dy));
+    memory diff_src(data_md, engine, t.dx);
+    memory scale(channel_md, engine, ch.gamma.data());
+    memory shift(channel_md, engine, ch.beta.data());
+
+    const normalization_flags affine = normalization_flags::use_scale | normalization_flags::use_shift;
+    dnnl::primitive primitive;
+    std::unordered_map<int, memory> args;
+    std::string impl;
+
+    switch (op) {
+      case Op::TrainFwd: {
+        const dnnl::batch_normalization_forward::desc desc(prop_kind::forward_training, data_md, kEps, affine);
+        const dnnl::batch_normalization_forward::primitive_desc pd(desc, engine);
+        primitive = dnnl::batch_normalization_forward(pd);
+        args = {{DNNL_ARG_SRC, src},
+                {DNNL_ARG_DST, dst},
+                {DNNL_ARG_SCALE, scale},
+                {DNNL_ARG_SHIFT, shift},
+                {DNNL_ARG_MEAN, memory(pd.mean_desc(), engine, ch.batch_mean.data())},
+                {DNNL_ARG_VARIANCE, memory(pd.variance_desc(), engine, batch_var.data())}};
+        impl = pd.impl_info_str();
+        break;
+      }
+      case Op::InferFwd: {
+        const dnnl::batch_normalization_forward::desc desc(prop_kind::forward_inference, data_md, kEps,
+                                                           affine | normalization_flags::use_global_stats);
+        const dnnl::batch_normalization_forward::primitive_desc pd(desc, engine);
+        primitive = dnnl::batch_normalization_forward(pd);
+        args = {{DNNL_ARG_SRC, src},
+                {DNNL_ARG_DST, dst},
+                {DNNL_ARG_SCALE, scale},
+                {DNNL_ARG_SHIFT, shift},
+                {DNNL_ARG_MEAN, memory(pd.mean_desc(), engine, ch.mean.data())},
+                {DNNL_ARG_VARIANCE, memory(pd.variance_desc(), engine, ch.var.data())}};
+        impl = pd.impl_info_str();
+        break;
+      }
+      case Op::Backward: {
+        // The statistics are the ones simdnorm's backward gets: batch_mean = mean and batch_invstd =
+        // 1/sqrt(var + eps) (see Channels).
+        const dnnl::batch_normalization_forward::desc forward_desc(prop_kind::forward_training, data_md, kEps, affine);
+        const dnnl::batch_normalization_forward::primitive_desc forward_pd(forward_desc, engine);
+        const dnnl::batch_normalization_backward::desc desc(prop_kind::backward, data_md, data_md, kEps, affine);
+        const dnnl::batch_normalization_backward::primitive_desc pd(desc, engine, forward_pd);
+        primitive = dnnl::batch_normalization_backward(pd);
+        args = {{DNNL_ARG_SRC, src},
+                {DNNL_ARG_DIFF_DST, diff_dst},
+                {DNNL_ARG_MEAN, memory(pd.mean_desc(), engine, ch.mean.data())},
+                {DNNL_ARG_VARIANCE, memory(pd.variance_desc(), engine, ch.var.data())},
+                {DNNL_ARG_SCALE, scale},
+                {DNNL_ARG_SHIFT, shift},  // 2.6 lists the shift among the backward inputs too, and checks it
+                {DNNL_ARG_DIFF_SRC, diff_src},
+                {DNNL_ARG_DIFF_SCALE, memory(channel_md, engine, ch.dgamma.data())},
+                {DNNL_ARG_DIFF_SHIFT, memory(channel_md, engine, ch.dbeta.data())}};
+        impl = pd.impl_info_str();
+        break;
+      }
+    }
+    state.SetLabel(impl);
+
+    for (auto _ : state) {
+      primitive.execute(stream, args);
+      stream.wait();
+    }
+    set_rate_counters(state, bytes_per_call(op, p), p);
+  } catch (const std::exception& e) {
+    report_error(state, std::string("oneDNN: ") + e.what());
+  }
+}
+
+}  // namespace
+
+bool onednn_available() { return true; }
+
+std::string onednn_version() {
+  const dnnl_version_t* v = dnnl::version();
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%d.%d.%d", v->major, v->minor, v->patch);
+  return buffer;
+}
+
+void register_onednn(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s) {
+  const std::string name = benchmark_name(op_name(op), layout_name(layout), "onednn", p, s.name_suffix);
+  benchmark::RegisterBenchmark(name.c_str(),
+                               [op, layout, p](benchmark::State& state) { run_onednn(state, op, layout, p); })
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime()
+      ->MinWarmUpTime(s.warmup_seconds);
+}
+
+}  // namespace simdnorm_bench
+
+#else  // !SIMDNORM_BENCH_WITH_ONEDNN
+
+namespace simdnorm_bench {
+
+bool onednn_available() { return false; }
+std::string onednn_version() { return "not built (dnnl was not found when CMake configured the suite)"; }
+void register_onednn(Op, simdnorm_layout, const Point&, const RunSettings&) {}
+
+}  // namespace simdnorm_bench
+
+#endif

@@ -1,0 +1,85 @@
+// simdnorm and its naive reference, run through the same code: the two share their C signatures, so one benchmark
+// body takes the three entry points of either and nothing but the called functions differs between their figures.
+#include <simdnorm/reference.h>
+#include <simdnorm/simdnorm.h>
+
+#include <string>
+
+#include "bench_common.h"
+
+namespace simdnorm_bench {
+namespace {
+
+struct EntryPoints {
+  const char* impl;
+  decltype(&simdnorm_forward_training) forward_training;
+  decltype(&simdnorm_forward_inference) forward_inference;
+  decltype(&simdnorm_backward) backward;
+};
+
+constexpr EntryPoints kSimdnorm = {"simdnorm", &simdnorm_forward_training, &simdnorm_forward_inference,
+                                   &simdnorm_backward};
+constexpr EntryPoints kNaive = {"naive", &simdnorm_reference_forward_training, &simdnorm_reference_forward_inference,
+                                &simdnorm_reference_backward};
+
+// Out of place, as a framework calls batch norm: y (dx) is a separate buffer, so x and dy stay the same data for
+// every iteration and no value can drift towards denormals or infinity however long the benchmark runs.
+void run_entry_points(benchmark::State& state, const EntryPoints& api, Op op, simdnorm_layout layout, const Point& p) {
+  const simdnorm_shape shape{static_cast<std::size_t>(p.n), static_cast<std::size_t>(p.c),
+                             static_cast<std::size_t>(p.spatial()), layout};
+  const Tensors t = tensors_for(p.elements());
+  Channels ch(p.c);
+  for (auto _ : state) {
+    simdnorm_status status = SIMDNORM_SUCCESS;
+    switch (op) {
+      case Op::TrainFwd:
+        status =
+            api.forward_training(&shape, t.x, t.y, ch.gamma.data(), ch.beta.data(), kEps, ch.batch_mean.data(),
+                                 ch.batch_invstd.data(), ch.running_mean.data(), ch.running_var.data(), kMomentum, 0u);
+        break;
+      case Op::InferFwd:
+        status = api.forward_inference(&shape, t.x, t.y, ch.gamma.data(), ch.beta.data(), ch.mean.data(), ch.var.data(),
+                                       kEps, 0u);
+        break;
+      case Op::Backward:
+        status = api.backward(&shape, t.x, t.dy, ch.gamma.data(), ch.beta.data(), ch.batch_mean.data(),
+                              ch.batch_invstd.data(), t.dx, ch.dgamma.data(), ch.dbeta.data(), 0u);
+        break;
+    }
+    if (status != SIMDNORM_SUCCESS) {
+      report_error(state, std::string(api.impl) + " returned status " + std::to_string(static_cast<int>(status)) +
+                              ": " + simdnorm_last_error());
+      break;
+    }
+    benchmark::ClobberMemory();
+  }
+  set_rate_counters(state, bytes_per_call(op, p), p);
+}
+
+benchmark::internal::Benchmark* register_entry_points(const EntryPoints& api, Op op, simdnorm_layout layout,
+                                                      const Point& p, const std::string& suffix) {
+  const std::string name = benchmark_name(op_name(op), layout_name(layout), api.impl, p, suffix);
+  const EntryPoints* entry_points = &api;
+  return benchmark::RegisterBenchmark(name.c_str(),
+                                      [entry_points, op, layout, p](benchmark::State& state) {
+                                        run_entry_points(state, *entry_points, op, layout, p);
+                                      })
+      ->Unit(benchmark::kMillisecond)
+      ->UseRealTime();
+}
+
+}  // namespace
+
+void register_simdnorm(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s) {
+  register_entry_points(kSimdnorm, op, layout, p, s.name_suffix)->MinWarmUpTime(s.warmup_seconds);
+}
+
+// The reference is scalar, single-threaded and, in NHWC, walks the tensor channel by channel with a stride of C
+// floats: one call on a large tensor takes up to a second. It runs for a short minimum time, without warm-up, one
+// repetition, and only in the first round(s) (main.cpp), so it is present for every operation and layout at a
+// bounded cost; a slow call times itself well, so little precision is lost.
+void register_naive(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s) {
+  register_entry_points(kNaive, op, layout, p, s.name_suffix)->MinTime(s.naive_min_seconds)->Repetitions(1);
+}
+
+}  // namespace simdnorm_bench

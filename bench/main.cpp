@@ -1,0 +1,210 @@
+// simdnorm_bench: batch normalisation (training forward, inference forward, backward; NCHW and NHWC) timed for
+// simdnorm, its naive reference, oneDNN (when built with it) and a streaming baseline, on the shapes of ResNet-50's
+// batch-norm layers and an N x C matrix. Google Benchmark's flags apply (--benchmark_filter, --benchmark_repetitions,
+// --benchmark_min_time, --benchmark_out, ...), plus the suite's own below. scripts/bench.sh runs it and turns its
+// JSON into a table, a report and plots (scripts/bench_report.py); bench/README.md explains what is measured.
+#include <simdnorm/simdnorm.h>
+
+#include <omp.h>
+
+#include <benchmark/benchmark.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "bench_common.h"
+
+namespace simdnorm_bench {
+namespace {
+
+struct Options {
+  std::string grid = "default";
+  int threads = 0;  // 0: OpenMP's default (OMP_NUM_THREADS, else every core)
+  int rounds = 1;
+  int naive_rounds = 1;
+  RunSettings run;
+};
+
+void print_own_help() {
+  std::printf(
+      "simdnorm_bench [--grid=smoke|quick|default|full] [--threads=N] [--rounds=K] [--warmup=SECONDS]\n"
+      "               [--naive_min_time=SECONDS] [--naive_rounds=K] [Google Benchmark flags]\n"
+      "\n"
+      "  --grid=NAME              shapes to register (default: default)\n"
+      "                             smoke    one tiny tensor (the ctest smoke test)\n"
+      "                             quick    five tensors, a couple of minutes\n"
+      "                             default  3 ResNet-50 layers at N = 1..64, 6 at N = 1 and 32, a 1024-wide matrix\n"
+      "                             full     9 ResNet-50 layers at N = 1..64, matrix at N = 16..1024\n"
+      "  --threads=N              OpenMP threads of simdnorm, oneDNN and the streaming baseline\n"
+      "                           (default: OMP_NUM_THREADS, else all cores); the naive reference is single-threaded\n"
+      "  --rounds=K               register the whole grid K times, one round after the other (default 1); from\n"
+      "                           round 2 on names end in /round:<k>. Unlike --benchmark_repetitions, every round\n"
+      "                           sizes its own iteration count, so a burst of load elsewhere on the machine costs\n"
+      "                           one round's worth of time, and the rounds of a benchmark run minutes apart\n"
+      "  --warmup=SECONDS         MinWarmUpTime of simdnorm, oneDNN and the streaming baseline (default 0.02)\n"
+      "  --naive_min_time=SECONDS MinTime of the naive reference (default 0.05)\n"
+      "  --naive_rounds=K         rounds that include the naive reference (default 1: the first only)\n"
+      "\n"
+      "Benchmarks are named <op>/<layout>/<impl>/C:<c>/HW:<h=w>/N:<n>, e.g. train_fwd/nchw/simdnorm/C:256/HW:56/N:32;\n"
+      "the streaming baseline is stream/flat/stream/C:../HW:../N:.. .\n"
+      "\n");
+  benchmark::PrintDefaultHelp();
+}
+
+// Matches "--name=value" or "--name value"; on a match stores the value and advances *i past what it consumed.
+bool take_flag(int argc, char** argv, int* i, const char* name, std::string* value) {
+  const std::size_t length = std::strlen(name);
+  const char* arg = argv[*i];
+  if (std::strncmp(arg, name, length) != 0) return false;
+  if (arg[length] == '=') {
+    *value = arg + length + 1;
+    return true;
+  }
+  if (arg[length] == '\0' && *i + 1 < argc) {
+    *value = argv[++*i];
+    return true;
+  }
+  return false;
+}
+
+bool parse_number(const std::string& text, double low, double high, double* out) {
+  char* end = nullptr;
+  const double v = std::strtod(text.c_str(), &end);
+  if (text.empty() || *end != '\0' || !(v >= low && v <= high)) return false;
+  *out = v;
+  return true;
+}
+
+// Removes the suite's own flags from argv (Google Benchmark has consumed its own already). Returns false, with a
+// message on stderr, for a malformed value.
+bool parse_own_flags(int* argc, char** argv, Options* options) {
+  int kept = 1;
+  for (int i = 1; i < *argc; ++i) {
+    std::string value;
+    double number = 0.0;
+    if (take_flag(*argc, argv, &i, "--grid", &value)) {
+      std::vector<Point> unused;
+      if (!make_grid(value, &unused)) {
+        std::fprintf(stderr, "simdnorm_bench: unknown --grid '%s' (smoke, quick, default or full)\n", value.c_str());
+        return false;
+      }
+      options->grid = value;
+    } else if (take_flag(*argc, argv, &i, "--threads", &value)) {
+      if (!parse_number(value, 1, 4096, &number) || number != static_cast<int>(number)) {
+        std::fprintf(stderr, "simdnorm_bench: --threads wants a whole number >= 1, not '%s'\n", value.c_str());
+        return false;
+      }
+      options->threads = static_cast<int>(number);
+    } else if (take_flag(*argc, argv, &i, "--warmup", &value)) {
+      if (!parse_number(value, 0, 60, &number)) {
+        std::fprintf(stderr, "simdnorm_bench: --warmup wants seconds in [0, 60], not '%s'\n", value.c_str());
+        return false;
+      }
+      options->run.warmup_seconds = number;
+    } else if (take_flag(*argc, argv, &i, "--naive_min_time", &value)) {
+      if (!parse_number(value, 0.001, 60, &number)) {
+        std::fprintf(stderr, "simdnorm_bench: --naive_min_time wants seconds in [0.001, 60], not '%s'\n",
+                     value.c_str());
+        return false;
+      }
+      options->run.naive_min_seconds = number;
+    } else if (take_flag(*argc, argv, &i, "--rounds", &value)) {
+      if (!parse_number(value, 1, 100, &number) || number != static_cast<int>(number)) {
+        std::fprintf(stderr, "simdnorm_bench: --rounds wants a whole number in [1, 100], not '%s'\n", value.c_str());
+        return false;
+      }
+      options->rounds = static_cast<int>(number);
+    } else if (take_flag(*argc, argv, &i, "--naive_rounds", &value)) {
+      if (!parse_number(value, 1, 100, &number) || number != static_cast<int>(number)) {
+        std::fprintf(stderr, "simdnorm_bench: --naive_rounds wants a whole number in [1, 100], not '%s'\n",
+                     value.c_str());
+        return false;
+      }
+      options->naive_rounds = static_cast<int>(number);
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  *argc = kept;
+  argv[kept] = nullptr;
+  return true;
+}
+
+void register_grid(const std::vector<Point>& grid, const Options& options) {
+  for (int round = 1; round <= options.rounds; ++round) {
+    RunSettings run = options.run;
+    if (round > 1) run.name_suffix = "/round:" + std::to_string(round);
+    // Grouped by tensor, so that the implementations of one shape run back to back under the same machine load.
+    for (const Point& p : grid) {
+      for (Op op : kOps) {
+        for (simdnorm_layout layout : kLayouts) {
+          register_simdnorm(op, layout, p, run);
+          if (round <= options.naive_rounds) register_naive(op, layout, p, run);
+          register_onednn(op, layout, p, run);
+        }
+      }
+      register_stream(p, run);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace simdnorm_bench
+
+int main(int argc, char** argv) {
+  using namespace simdnorm_bench;
+  // Recorded in the context for the report; Google Benchmark does not expose its flags.
+  std::string min_time = "0.5 s (Google Benchmark's default)";
+  for (int i = 1; i < argc; ++i) {
+    if (std::strncmp(argv[i], "--benchmark_min_time=", 21) == 0) min_time = std::string(argv[i] + 21) + " s";
+  }
+  benchmark::Initialize(&argc, argv, print_own_help);
+  Options options;
+  if (!parse_own_flags(&argc, argv, &options)) return 2;
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 2;
+
+  if (options.threads > 0) omp_set_num_threads(options.threads);  // oneDNN and the streaming baseline
+  const int threads = omp_get_max_threads();
+  simdnorm_set_num_threads(threads);
+
+  std::vector<Point> grid;
+  make_grid(options.grid, &grid);
+  register_grid(grid, options);
+
+  // Printed at the top of the console output and stored in the JSON's "context", where bench_report.py finds it.
+  benchmark::AddCustomContext("threads", std::to_string(threads));
+  benchmark::AddCustomContext("simdnorm_version", simdnorm_version());
+  benchmark::AddCustomContext("simdnorm_isa", simdnorm_isa());
+  benchmark::AddCustomContext("onednn", onednn_available() ? onednn_version() : "skipped: " + onednn_version());
+  benchmark::AddCustomContext("stream_isa", stream_isa());
+  benchmark::AddCustomContext("grid", options.grid);
+  benchmark::AddCustomContext("rounds", std::to_string(options.rounds));
+  benchmark::AddCustomContext("min_time", min_time);
+  char naive_runs[96];
+  std::snprintf(naive_runs, sizeof naive_runs, "MinTime %g s, %d round(s), no warm-up, single-threaded",
+                options.run.naive_min_seconds,
+                options.naive_rounds < options.rounds ? options.naive_rounds : options.rounds);
+  benchmark::AddCustomContext("naive_runs", naive_runs);
+  char warmup[48];
+  std::snprintf(warmup, sizeof warmup, "MinWarmUpTime %g s", options.run.warmup_seconds);
+  benchmark::AddCustomContext("warmup", warmup);
+  std::string omp_env;
+  for (const char* name : {"OMP_NUM_THREADS", "OMP_PROC_BIND", "OMP_PLACES", "OMP_WAIT_POLICY", "GOMP_SPINCOUNT"}) {
+    if (const char* value = std::getenv(name)) omp_env += std::string(omp_env.empty() ? "" : " ") + name + "=" + value;
+  }
+  benchmark::AddCustomContext("omp_env", omp_env.empty() ? "(none set)" : omp_env);
+  benchmark::AddCustomContext("bytes_model", "train_fwd 3, infer_fwd 2, backward 3, stream 2 tensor sizes per call");
+
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+
+  if (error_count() > 0) {
+    std::fprintf(stderr, "simdnorm_bench: %d benchmark(s) reported an error (see error_message above)\n",
+                 error_count());
+    return 1;
+  }
+  return 0;
+}

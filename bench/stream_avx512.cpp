@@ -1,0 +1,9 @@
+// The streaming baseline compiled with -mavx512f -mavx2 -mfma -mprefer-vector-width=512 (see bench/CMakeLists.txt).
+#include "stream_baseline.h"
+#include "stream_kernel.inc"
+
+namespace simdnorm_bench {
+
+void stream_affine_avx512(float* x, std::size_t n, float a, float b) { stream_affine_body(x, n, a, b); }
+
+}  // namespace simdnorm_bench
