@@ -3,9 +3,10 @@
 #include <atomic>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstdlib>
 #include <cstring>
-#include <memory>
-#include <new>
+#include <type_traits>
 
 #ifdef SIMDNORM_WITH_OPENMP
 #include <omp.h>
@@ -26,8 +27,8 @@ struct Baseline {};  // instantiation tag of the shared arithmetic templates in 
 // chunks of this size whose moments merge in chunk order.
 constexpr std::size_t kRunChunk = std::size_t{1} << 20;
 // NHWC rows are cut into chunks of at least this many bytes, and at most kMaxRowChunks chunks.
-constexpr std::size_t kRowChunkBytes = std::size_t{256} << 10;
-constexpr std::size_t kMaxRowChunks = 64;
+constexpr std::size_t kRowChunkBytes = std::size_t{512} << 10;
+constexpr std::size_t kMaxRowChunks = 32;
 // Below this many floats a call runs on the calling thread: waking a team costs more than it saves.
 [[maybe_unused]] constexpr std::size_t kParallelMinElements = std::size_t{1} << 15;
 // An output written to a buffer other than its input, of a tensor at least this large (beyond a last-level cache),
@@ -94,9 +95,37 @@ void parallel_for_backwards(std::size_t items, std::size_t elements, const Body&
   for (std::size_t i = items; i-- > 0;) body(i);
 }
 
+// Scratch memory: per calling thread, one block per allocation site (`slot`), grown when a call needs more and kept
+// for the next call, so that repeated calls on a shape neither allocate nor fault pages in (a fresh multi-megabyte
+// block per call cost more than the whole computation on small tensors). Returns nullptr when the memory cannot be
+// had; the caller then fails with SIMDNORM_OUT_OF_MEMORY before writing anything. With `zero`, the block is cleared.
+constexpr int kScratchSlots = 8;
+
+struct ScratchBlocks {
+  void* block[kScratchSlots] = {};
+  std::size_t bytes[kScratchSlots] = {};
+  ~ScratchBlocks() {
+    for (void* p : block) std::free(p);
+  }
+};
+
+thread_local ScratchBlocks g_scratch;
+
 template <class T>
-std::unique_ptr<T[]> allocate(std::size_t count) {
-  return std::unique_ptr<T[]>(new (std::nothrow) T[count == 0 ? 1 : count]());
+T* scratch(int slot, std::size_t count, bool zero = false) {
+  static_assert(std::is_trivially_default_constructible_v<T> && std::is_trivially_destructible_v<T>,
+                "scratch holds plain data only");
+  if (count > PTRDIFF_MAX / sizeof(T)) return nullptr;
+  const std::size_t bytes = (count == 0 ? 1 : count) * sizeof(T);
+  if (g_scratch.bytes[slot] < bytes) {
+    void* fresh = std::aligned_alloc(64, (bytes + 63) / 64 * 64);
+    if (fresh == nullptr) return nullptr;
+    std::free(g_scratch.block[slot]);
+    g_scratch.block[slot] = fresh;
+    g_scratch.bytes[slot] = bytes;
+  }
+  if (zero) std::memset(g_scratch.block[slot], 0, bytes);
+  return static_cast<T*>(g_scratch.block[slot]);
 }
 
 // ---- How a layout is walked. ----
@@ -206,6 +235,7 @@ struct ChannelStats {
 ChannelStats finish_stats(const Moments& moments, const float* x, const View& v, std::size_t c, float shift,
                           float eps) {
   const double m = static_cast<double>(v.per_channel);
+  // A true division: on exactly representable data sum/m is then the exact offset of the mean from the shift.
   double mean = static_cast<double>(shift) + moments.sum / m;
   double m2 = moments.m2;
   if (!std::isfinite(mean) || !std::isfinite(m2)) {
@@ -215,7 +245,7 @@ ChannelStats finish_stats(const Moments& moments, const float* x, const View& v,
     m2 = 0.0;
     for_each_value(x, v, c, [&](float value) { m2 += (value - mean) * (value - mean); });
   }
-  const double var = m2 / m;
+  const double var = m2 * (1.0 / m);
   ChannelStats st;
   st.mean = mean;
   st.m2 = m2;
@@ -253,7 +283,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
   const std::size_t C = v.channels;
   const bool stream = streams(args.x, args.y, g.elements);
 
-  auto stats = allocate<ChannelStats>(C);
+  ChannelStats* const stats = scratch<ChannelStats>(0, C);
   if (!stats) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes of scratch", fn, C * sizeof(ChannelStats));
 
   if (!v.rows) {
@@ -273,8 +303,8 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
         });
       });
     } else {
-      auto partial = allocate<Moments>(C * chunks);
-      auto coeffs = allocate<Coefficients>(C);
+      Moments* const partial = scratch<Moments>(1, C * chunks);
+      Coefficients* const coeffs = scratch<Coefficients>(2, C);
       if (!partial || !coeffs) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
       parallel_for(C * chunks, g.elements, [&](std::size_t i) {
         const std::size_t c = i / chunks;
@@ -301,24 +331,30 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
   } else {
     const RowChunks rc = row_chunks(v);
     const std::size_t cp = padded_channels(C);
-    auto sums = allocate<double>(rc.count * cp);
-    auto m2s = allocate<double>(rc.count * cp);
-    auto shift = allocate<float>(cp);
-    auto a = allocate<float>(cp);
-    auto b = allocate<float>(cp);
+    double* const sums = scratch<double>(1, rc.count * cp);
+    double* const m2s = scratch<double>(2, rc.count * cp);
+    float* const shift = scratch<float>(3, cp, true);
+    float* const a = scratch<float>(4, cp, true);
+    float* const b = scratch<float>(5, cp, true);
     if (!sums || !m2s || !shift || !a || !b) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
-    std::memcpy(shift.get(), args.x, C * sizeof(float));
+    std::memcpy(shift, args.x, C * sizeof(float));
     parallel_for(rc.count, g.elements, [&](std::size_t i) {
       const std::size_t r0 = i * rc.rows_per_chunk;
       const RowWalk walk{rc.rows_of(i, v.row_count), C, C};
-      k.moments_rows(args.x + r0 * C, walk, shift.get(), sums.get() + i * cp, m2s.get() + i * cp);
+      k.moments_rows(args.x + r0 * C, walk, shift, sums + i * cp, m2s + i * cp);
     });
-    parallel_for(C, C * rc.count * 64, [&](std::size_t c) {
-      Moments total{0.0, 0.0, 0.0};
-      for (std::size_t i = 0; i < rc.count; ++i) {
-        const Moments part{static_cast<double>(rc.rows_of(i, v.row_count)), sums[i * cp + c], m2s[i * cp + c]};
-        merge_moments<Baseline>(total, part);
-      }
+    // Chunks merge into chunk 0 in chunk order, all channels at once (the weights depend only on the row counts).
+    double* const sum0 = sums;
+    double* const m20 = m2s;
+    for (std::size_t i = 1; i < rc.count; ++i) {
+      const ChanWeights<Baseline> weights(static_cast<double>(i * rc.rows_per_chunk),
+                                          static_cast<double>(rc.rows_of(i, v.row_count)));
+      const double* sum_i = sum0 + i * cp;
+      const double* m2_i = m20 + i * cp;
+      for (std::size_t c = 0; c < C; ++c) chan_merge(sum0[c], m20[c], sum_i[c], m2_i[c], weights);
+    }
+    parallel_for(C, C * 64, [&](std::size_t c) {
+      const Moments total{static_cast<double>(v.row_count), sum0[c], m20[c]};
       stats[c] = finish_stats(total, args.x, v, c, shift[c], args.eps);
       const Coefficients co = fold_coefficients(args.gamma, args.beta, c, stats[c].mean_f, stats[c].invstd_f);
       a[c] = co.a;
@@ -327,7 +363,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
     parallel_for_backwards(rc.count, g.elements, [&](std::size_t i) {
       const std::size_t r0 = i * rc.rows_per_chunk;
       const RowWalk walk{rc.rows_of(i, v.row_count), C, C};
-      k.affine_rows(args.x + r0 * C, args.y + r0 * C, walk, a.get(), b.get(), relu, stream);
+      k.affine_rows(args.x + r0 * C, args.y + r0 * C, walk, a, b, relu, stream);
     });
   }
 
@@ -392,8 +428,8 @@ simdnorm_status apply_affine(const KernelTable& k, const Geometry& g, const floa
 
 simdnorm_status run_forward_inference(const char* fn, const Geometry& g, const InferenceArgs& args) {
   const std::size_t cp = padded_channels(g.c);
-  auto a = allocate<float>(cp);
-  auto b = allocate<float>(cp);
+  float* const a = scratch<float>(1, cp, true);
+  float* const b = scratch<float>(2, cp, true);
   if (!a || !b) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
   for (std::size_t c = 0; c < g.c; ++c) {
     const double invstd = 1.0 / std::sqrt(static_cast<double>(args.var[c]) + static_cast<double>(args.eps));
@@ -401,7 +437,7 @@ simdnorm_status run_forward_inference(const char* fn, const Geometry& g, const I
     a[c] = co.a;
     b[c] = co.b;
   }
-  return apply_affine(active_kernels(), g, args.x, args.y, a.get(), b.get(), (args.flags & SIMDNORM_FUSE_RELU) != 0u);
+  return apply_affine(active_kernels(), g, args.x, args.y, a, b, (args.flags & SIMDNORM_FUSE_RELU) != 0u);
 }
 
 simdnorm_status run_fold(const FoldArgs& args) {
@@ -419,12 +455,12 @@ simdnorm_status run_affine(const char* fn, const Geometry& g, const AffineArgs& 
   if (!make_view(g).rows) return apply_affine(active_kernels(), g, args.x, args.y, args.scale, args.shift, relu);
   // Row kernels read per-channel arrays in whole vectors: give them padded copies.
   const std::size_t cp = padded_channels(g.c);
-  auto a = allocate<float>(cp);
-  auto b = allocate<float>(cp);
+  float* const a = scratch<float>(1, cp, true);
+  float* const b = scratch<float>(2, cp, true);
   if (!a || !b) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
-  std::memcpy(a.get(), args.scale, g.c * sizeof(float));
-  std::memcpy(b.get(), args.shift, g.c * sizeof(float));
-  return apply_affine(active_kernels(), g, args.x, args.y, a.get(), b.get(), relu);
+  std::memcpy(a, args.scale, g.c * sizeof(float));
+  std::memcpy(b, args.shift, g.c * sizeof(float));
+  return apply_affine(active_kernels(), g, args.x, args.y, a, b, relu);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -447,8 +483,9 @@ GradCoefficients grad_coefficients(const BackwardArgs& args, std::size_t c, cons
   k.a = fwd.a;
   k.b = fwd.b;
   k.k_dy = static_cast<float>(gamma * invstd);
-  k.mean_dy = static_cast<float>(s.dy / m);
-  k.mean_dy_xhat = static_cast<float>(s.dy_xc * invstd / m);
+  const double inv_m = 1.0 / m;
+  k.mean_dy = static_cast<float>(s.dy * inv_m);
+  k.mean_dy_xhat = static_cast<float>(s.dy_xc * invstd * inv_m);
   return k;
 }
 
@@ -485,8 +522,8 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
         });
       });
     } else {
-      auto partial = allocate<GradSums>(C * chunks);
-      auto coeffs = allocate<GradCoefficients>(C);
+      GradSums* const partial = scratch<GradSums>(1, C * chunks);
+      GradCoefficients* const coeffs = scratch<GradCoefficients>(2, C);
       if (!partial || !coeffs) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
       parallel_for(C * chunks, g.elements, [&](std::size_t i) {
         const std::size_t c = i / chunks;
@@ -520,11 +557,11 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
 
   const RowChunks rc = row_chunks(v);
   const std::size_t cp = padded_channels(C);
-  auto sum_dy = allocate<double>(rc.count * cp);
-  auto sum_dy_xc = allocate<double>(rc.count * cp);
-  auto arrays = allocate<float>(7 * cp);  // mean, invstd, a, b, k_dy, mean_dy, mean_dy_xhat
+  double* const sum_dy = scratch<double>(1, rc.count * cp, true);
+  double* const sum_dy_xc = scratch<double>(2, rc.count * cp, true);
+  float* const arrays = scratch<float>(3, 7 * cp, true);  // mean, invstd, a, b, k_dy, mean_dy, mean_dy_xhat
   if (!sum_dy || !sum_dy_xc || !arrays) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
-  float* const mean = arrays.get();
+  float* const mean = arrays;
   float* const invstd = mean + cp;
   float* const fa = invstd + cp;
   float* const fb = fa + cp;
@@ -542,8 +579,8 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
   parallel_for(rc.count, g.elements, [&](std::size_t i) {
     const std::size_t r0 = i * rc.rows_per_chunk;
     const RowWalk walk{rc.rows_of(i, v.row_count), C, C};
-    k.grad_sums_rows(args.x + r0 * C, args.dy + r0 * C, walk, karr, relu, sum_dy.get() + i * cp,
-                     sum_dy_xc.get() + i * cp);
+    k.grad_sums_rows(args.x + r0 * C, args.dy + r0 * C, walk, karr, relu, sum_dy + i * cp,
+                     sum_dy_xc + i * cp);
   });
   for (std::size_t c = 0; c < C; ++c) {
     GradSums s{0.0, 0.0};

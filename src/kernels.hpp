@@ -115,12 +115,12 @@ struct Kernels {
     D sum_lo, sum_hi, m2_lo, m2_hi;
   };
 
-  // Chan's weights for merging a block of u values per lane into a lane state holding n values per lane.
+  // Chan's weights for merging a block of u values per lane into a lane state holding n values per lane (the
+  // same for every lane and every channel vector of a block, so computed once per block).
   struct BlockWeights {
-    D inv_u, inv_n, w;
+    ChanWeights<Arch, D> chan;
     bool first;
-    BlockWeights(double n, double u)
-        : inv_u(1.0 / u), inv_n(n > 0.0 ? 1.0 / n : 0.0), w(n * u / (n + u)), first(n == 0.0) {}
+    BlockWeights(double n, double u) : chan(n > 0.0 ? n : 1.0, u), first(n == 0.0) {}
   };
 
   // Sum and M2 (about the block mean) of Count shifted vectors, per lane, in float: the block is in registers, so
@@ -151,9 +151,7 @@ struct Kernels {
       m2 = q;
       return;
     }
-    const D delta = s * bw.inv_u - sum * bw.inv_n;
-    m2 = xsimd::fma(delta * bw.w, delta, m2 + q);
-    sum += s;
+    chan_merge(sum, m2, s, q, bw.chan);
   }
 
   static void merge_block(Lanes& st, const BlockWeights& bw, F s, F q) {
@@ -214,16 +212,15 @@ struct Kernels {
     if (count & 1) merge_block<1>(st, n, v + i);
   }
 
-  // Merges the first `used` lanes of a lane state (n values each) into `total`, lane by lane in order.
-  static void merge_lanes(Moments& total, const Lanes& st, double n, std::size_t used) {
-    if (n == 0.0 || used == 0) return;
+  // Moments of the first `used` lanes of a lane state (n values each).
+  static Moments lane_moments(const Lanes& st, double n, std::size_t used) {
     alignas(64) double sum[W];
     alignas(64) double m2[W];
     st.sum_lo.store_unaligned(sum);
     st.sum_hi.store_unaligned(sum + H);
     st.m2_lo.store_unaligned(m2);
     st.m2_hi.store_unaligned(m2 + H);
-    for (std::size_t l = 0; l < used; ++l) merge_moments<Arch>(total, Moments{n, sum[l], m2[l]});
+    return merge_equal_sets<Arch>(sum, m2, used, n);
   }
 
   static void add_widened(D& lo, D& hi, F v) {
@@ -370,9 +367,8 @@ Moments Kernels<Arch>::moments_run(const float* x, const RunWalk& walk, float sh
   merge_pending(lanes, n, pending, pending_count);
   merge_pending(tail_lanes, n_tail, tail_pending, tail_count);
 
-  Moments total{0.0, 0.0, 0.0};
-  merge_lanes(total, lanes, n, W);
-  merge_lanes(total, tail_lanes, n_tail, tail_len);
+  Moments total = lane_moments(lanes, n, W);
+  merge_moments<Arch>(total, lane_moments(tail_lanes, n_tail, tail_len));
   merge_moments<Arch>(total, ragged);
   return total;
 }
