@@ -187,22 +187,54 @@ void for_each_piece(const RunWalk& walk, const Visit& visit) {
   }
 }
 
-struct RowChunks {
-  std::size_t count;
+// NHWC work items: row chunks (fixed by the shape; per-channel partials merge in chunk order) times channel blocks.
+// Channel blocks split the work only when there are too few row chunks to keep a team busy (a batch of one 7x7
+// image has 49 rows); they change no per-channel arithmetic, so the results are the same for any blocking.
+struct RowTiles {
+  std::size_t chunks;
   std::size_t rows_per_chunk;
-  std::size_t rows_of(std::size_t i, std::size_t total) const {
-    const std::size_t begin = i * rows_per_chunk;
-    return total - begin < rows_per_chunk ? total - begin : rows_per_chunk;
+  std::size_t blocks;
+  std::size_t channels_per_block;  // a multiple of kMaxLanes, so blocks never share a vector
+  std::size_t rows;
+  std::size_t c;
+
+  struct Tile {
+    std::size_t chunk, r0, c0;
+    RowWalk walk;
+    std::size_t offset;  // of element (r0, c0)
+  };
+
+  std::size_t items() const { return chunks * blocks; }
+  std::size_t rows_of(std::size_t chunk) const {
+    const std::size_t begin = chunk * rows_per_chunk;
+    return rows - begin < rows_per_chunk ? rows - begin : rows_per_chunk;
+  }
+  Tile tile(std::size_t item) const {
+    const std::size_t chunk = item / blocks;
+    const std::size_t c0 = item % blocks * channels_per_block;
+    const std::size_t cn = c - c0 < channels_per_block ? c - c0 : channels_per_block;
+    const std::size_t r0 = chunk * rows_per_chunk;
+    return Tile{chunk, r0, c0, RowWalk{rows_of(chunk), c, cn}, r0 * c + c0};
   }
 };
 
-RowChunks row_chunks(const View& v) {
+constexpr std::size_t kMinRowChunks = 8;
+constexpr std::size_t kChannelsPerBlock = 256;
+
+RowTiles row_tiles(const View& v) {
   const std::size_t row_bytes = v.channels * sizeof(float);
   std::size_t per = (kRowChunkBytes + row_bytes - 1) / row_bytes;
   const std::size_t at_most = (v.row_count + kMaxRowChunks - 1) / kMaxRowChunks;
   if (per < at_most) per = at_most;
   if (per == 0) per = 1;
-  return RowChunks{(v.row_count + per - 1) / per, per};
+  RowTiles t{(v.row_count + per - 1) / per, per, 1, padded_channels(v.channels), v.row_count, v.channels};
+  if (t.chunks < kMinRowChunks && v.channels >= 2 * kChannelsPerBlock) {
+    t.blocks = v.channels / kChannelsPerBlock;
+    t.channels_per_block = (v.channels + t.blocks - 1) / t.blocks;
+    t.channels_per_block = (t.channels_per_block + kMaxLanes - 1) / kMaxLanes * kMaxLanes;
+    t.blocks = (v.channels + t.channels_per_block - 1) / t.channels_per_block;
+  }
+  return t;
 }
 
 template <class Visit>
@@ -329,42 +361,73 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
       });
     }
   } else {
-    const RowChunks rc = row_chunks(v);
+    const RowTiles rt = row_tiles(v);
     const std::size_t cp = padded_channels(C);
-    double* const sums = scratch<double>(1, rc.count * cp);
-    double* const m2s = scratch<double>(2, rc.count * cp);
+    double* const sums = scratch<double>(1, rt.chunks * cp);
+    double* const m2s = scratch<double>(2, rt.chunks * cp);
     float* const shift = scratch<float>(3, cp, true);
     float* const a = scratch<float>(4, cp, true);
     float* const b = scratch<float>(5, cp, true);
-    if (!sums || !m2s || !shift || !a || !b) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
-    std::memcpy(shift, args.x, C * sizeof(float));
-    parallel_for(rc.count, g.elements, [&](std::size_t i) {
-      const std::size_t r0 = i * rc.rows_per_chunk;
-      const RowWalk walk{rc.rows_of(i, v.row_count), C, C};
-      k.moments_rows(args.x + r0 * C, walk, shift, sums + i * cp, m2s + i * cp);
-    });
-    // Chunks merge into chunk 0 in chunk order, all channels at once (the weights depend only on the row counts).
-    double* const sum0 = sums;
-    double* const m20 = m2s;
-    for (std::size_t i = 1; i < rc.count; ++i) {
-      const ChanWeights<Baseline> weights(static_cast<double>(i * rc.rows_per_chunk),
-                                          static_cast<double>(rc.rows_of(i, v.row_count)));
-      const double* sum_i = sum0 + i * cp;
-      const double* m2_i = m20 + i * cp;
-      for (std::size_t c = 0; c < C; ++c) chan_merge(sum0[c], m20[c], sum_i[c], m2_i[c], weights);
+    float* const affine = scratch<float>(6, 2 * cp, true);  // gamma, beta (ones and zeros for NULL)
+    float* const rounded = scratch<float>(7, 2 * cp, true);  // mean and invstd as float
+    if (!sums || !m2s || !shift || !a || !b || !affine || !rounded) {
+      return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
     }
-    parallel_for(C, C * 64, [&](std::size_t c) {
-      const Moments total{static_cast<double>(v.row_count), sum0[c], m20[c]};
-      stats[c] = finish_stats(total, args.x, v, c, shift[c], args.eps);
-      const Coefficients co = fold_coefficients(args.gamma, args.beta, c, stats[c].mean_f, stats[c].invstd_f);
-      a[c] = co.a;
-      b[c] = co.b;
-    });
-    parallel_for_backwards(rc.count, g.elements, [&](std::size_t i) {
-      const std::size_t r0 = i * rc.rows_per_chunk;
-      const RowWalk walk{rc.rows_of(i, v.row_count), C, C};
-      k.affine_rows(args.x + r0 * C, args.y + r0 * C, walk, a, b, relu, stream);
-    });
+    std::memcpy(shift, args.x, C * sizeof(float));
+    float* const gamma = affine;
+    float* const beta = affine + cp;
+    for (std::size_t c = 0; c < C; ++c) {
+      gamma[c] = args.gamma != nullptr ? args.gamma[c] : 1.0f;
+      beta[c] = args.beta != nullptr ? args.beta[c] : 0.0f;
+    }
+    float* const mean_f = rounded;
+    float* const invstd_f = rounded + cp;
+    const double m = static_cast<double>(v.row_count);
+    // Statistics and coefficients of channels [c0, c0 + count), vectorised; a channel whose float lanes overflowed
+    // (or whose data is not finite) goes through finish_stats, which recomputes it in double.
+    auto finish_channels = [&](std::size_t c0, std::size_t count) {
+      k.finish_rows(sums + c0, m2s + c0, shift + c0, gamma + c0, beta + c0, count, m, args.eps, mean_f + c0,
+                    invstd_f + c0, a + c0, b + c0);
+      for (std::size_t c = c0; c < c0 + count; ++c) {
+        if (std::isfinite(sums[c]) && std::isfinite(m2s[c])) {
+          stats[c] = ChannelStats{shift[c] + sums[c] / m, m2s[c], mean_f[c], invstd_f[c], true};
+        } else {
+          stats[c] = finish_stats(Moments{m, sums[c], m2s[c]}, args.x, v, c, shift[c], args.eps);
+          const Coefficients co = fold_coefficients(args.gamma, args.beta, c, stats[c].mean_f, stats[c].invstd_f);
+          a[c] = co.a;
+          b[c] = co.b;
+        }
+      }
+    };
+    if (rt.chunks == 1) {
+      // Few rows: each channel block is normalised right after its statistics, in one team, while its rows are
+      // still in cache (the NHWC counterpart of the NCHW per-channel walk).
+      parallel_for(rt.items(), g.elements, [&](std::size_t i) {
+        const RowTiles::Tile t = rt.tile(i);
+        k.moments_rows(args.x + t.offset, t.walk, shift + t.c0, sums + t.c0, m2s + t.c0);
+        finish_channels(t.c0, t.walk.c);
+        k.affine_rows(args.x + t.offset, args.y + t.offset, t.walk, a + t.c0, b + t.c0, relu, stream);
+      });
+    } else {
+      parallel_for(rt.items(), g.elements, [&](std::size_t i) {
+        const RowTiles::Tile t = rt.tile(i);
+        const std::size_t at = t.chunk * cp + t.c0;
+        k.moments_rows(args.x + t.offset, t.walk, shift + t.c0, sums + at, m2s + at);
+      });
+      // Chunks merge into chunk 0 in chunk order, all channels at once (the weights depend only on the row counts).
+      for (std::size_t i = 1; i < rt.chunks; ++i) {
+        const ChanWeights<Baseline> weights(static_cast<double>(i * rt.rows_per_chunk),
+                                            static_cast<double>(rt.rows_of(i)));
+        const double* sum_i = sums + i * cp;
+        const double* m2_i = m2s + i * cp;
+        for (std::size_t c = 0; c < C; ++c) chan_merge(sums[c], m2s[c], sum_i[c], m2_i[c], weights);
+      }
+      finish_channels(0, C);
+      parallel_for_backwards(rt.items(), g.elements, [&](std::size_t i) {
+        const RowTiles::Tile t = rt.tile(i);
+        k.affine_rows(args.x + t.offset, args.y + t.offset, t.walk, a + t.c0, b + t.c0, relu, stream);
+      });
+    }
   }
 
   // Per-channel outputs. One bad batch must not poison the running statistics: channels whose statistics are not
@@ -414,11 +477,10 @@ simdnorm_status apply_affine(const KernelTable& k, const Geometry& g, const floa
       });
     });
   } else {
-    const RowChunks rc = row_chunks(v);
-    parallel_for(rc.count, g.elements, [&](std::size_t i) {
-      const std::size_t r0 = i * rc.rows_per_chunk;
-      const RowWalk walk{rc.rows_of(i, v.row_count), v.channels, v.channels};
-      k.affine_rows(x + r0 * v.channels, y + r0 * v.channels, walk, a, b, relu, stream);
+    const RowTiles rt = row_tiles(v);
+    parallel_for(rt.items(), g.elements, [&](std::size_t i) {
+      const RowTiles::Tile t = rt.tile(i);
+      k.affine_rows(x + t.offset, y + t.offset, t.walk, a + t.c0, b + t.c0, relu, stream);
     });
   }
   return SIMDNORM_SUCCESS;
@@ -555,10 +617,10 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
     return SIMDNORM_SUCCESS;
   }
 
-  const RowChunks rc = row_chunks(v);
+  const RowTiles rt = row_tiles(v);
   const std::size_t cp = padded_channels(C);
-  double* const sum_dy = scratch<double>(1, rc.count * cp, true);
-  double* const sum_dy_xc = scratch<double>(2, rc.count * cp, true);
+  double* const sum_dy = scratch<double>(1, rt.chunks * cp, true);
+  double* const sum_dy_xc = scratch<double>(2, rt.chunks * cp, true);
   float* const arrays = scratch<float>(3, 7 * cp, true);  // mean, invstd, a, b, k_dy, mean_dy, mean_dy_xhat
   if (!sum_dy || !sum_dy_xc || !arrays) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
   float* const mean = arrays;
@@ -575,30 +637,49 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
     fa[c] = probe.a;
     fb[c] = probe.b;
   }
-  const GradCoefficientArrays karr{mean, invstd, fa, fb, k_dy, mean_dy, mean_dy_xhat};
-  parallel_for(rc.count, g.elements, [&](std::size_t i) {
-    const std::size_t r0 = i * rc.rows_per_chunk;
-    const RowWalk walk{rc.rows_of(i, v.row_count), C, C};
-    k.grad_sums_rows(args.x + r0 * C, args.dy + r0 * C, walk, karr, relu, sum_dy + i * cp,
-                     sum_dy_xc + i * cp);
-  });
-  for (std::size_t c = 0; c < C; ++c) {
-    GradSums s{0.0, 0.0};
-    for (std::size_t i = 0; i < rc.count; ++i) {
-      s.dy += sum_dy[i * cp + c];
-      s.dy_xc += sum_dy_xc[i * cp + c];
-    }
+  auto arrays_from = [&](std::size_t c0) {
+    return GradCoefficientArrays{mean + c0, invstd + c0, fa + c0, fb + c0, k_dy + c0, mean_dy + c0, mean_dy_xhat + c0};
+  };
+  auto finish_channel = [&](std::size_t c) {
+    const GradSums s{sum_dy[c], sum_dy_xc[c]};
     write_param_grads(args, c, s);
     const GradCoefficients co = grad_coefficients(args, c, s, m);
     k_dy[c] = co.k_dy;
     mean_dy[c] = co.mean_dy;
     mean_dy_xhat[c] = co.mean_dy_xhat;
+  };
+  if (rt.chunks == 1) {
+    // Few rows: both reductions, then dx, per channel block in one team while its rows are still in cache.
+    parallel_for(rt.items(), g.elements, [&](std::size_t i) {
+      const RowTiles::Tile t = rt.tile(i);
+      k.grad_sums_rows(args.x + t.offset, args.dy + t.offset, t.walk, arrays_from(t.c0), relu, sum_dy + t.c0,
+                       sum_dy_xc + t.c0);
+      for (std::size_t c = t.c0; c < t.c0 + t.walk.c; ++c) finish_channel(c);
+      if (args.dx != nullptr) {
+        k.grad_input_rows(args.x + t.offset, args.dy + t.offset, args.dx + t.offset, t.walk, arrays_from(t.c0),
+                          relu, stream);
+      }
+    });
+    return SIMDNORM_SUCCESS;
   }
+  parallel_for(rt.items(), g.elements, [&](std::size_t i) {
+    const RowTiles::Tile t = rt.tile(i);
+    const std::size_t at = t.chunk * cp + t.c0;
+    k.grad_sums_rows(args.x + t.offset, args.dy + t.offset, t.walk, arrays_from(t.c0), relu, sum_dy + at,
+                     sum_dy_xc + at);
+  });
+  for (std::size_t i = 1; i < rt.chunks; ++i) {
+    for (std::size_t c = 0; c < C; ++c) {
+      sum_dy[c] += sum_dy[i * cp + c];
+      sum_dy_xc[c] += sum_dy_xc[i * cp + c];
+    }
+  }
+  for (std::size_t c = 0; c < C; ++c) finish_channel(c);
   if (args.dx != nullptr) {
-    parallel_for_backwards(rc.count, g.elements, [&](std::size_t i) {
-      const std::size_t r0 = i * rc.rows_per_chunk;
-      const RowWalk walk{rc.rows_of(i, v.row_count), C, C};
-      k.grad_input_rows(args.x + r0 * C, args.dy + r0 * C, args.dx + r0 * C, walk, karr, relu, stream);
+    parallel_for_backwards(rt.items(), g.elements, [&](std::size_t i) {
+      const RowTiles::Tile t = rt.tile(i);
+      k.grad_input_rows(args.x + t.offset, args.dy + t.offset, args.dx + t.offset, t.walk, arrays_from(t.c0), relu,
+                        stream);
     });
   }
   return SIMDNORM_SUCCESS;

@@ -67,6 +67,12 @@ struct KernelTable {
   // Writes sum[c] and m2[c] (padded arrays) of rows × c values, each channel relative to shift[c]; count is rows.
   void (*moments_rows)(const float* x, const RowWalk& walk, const float* shift, double* sum, double* m2);
 
+  // Per-channel statistics and coefficients of channels [0, c), vectorised over channels (padded arrays): in double,
+  // mean = shift + sum/m, var = m2/m, invstd = 1/sqrt(var + eps); each rounded to float, then a = gamma*invstd and
+  // b = beta - mean*a from the rounded values, exactly as fold_coefficients rounds them.
+  void (*finish_rows)(const double* sum, const double* m2, const float* shift, const float* gamma, const float* beta,
+                      std::size_t c, double m, double eps, float* mean, float* invstd, float* a, float* b);
+
   // y = a*x + b, optionally ReLU (x <= 0 -> +0, NaN kept). y may equal x. With `stream`, the kernels write
   // whole vectors with non-temporal stores (the output of a tensor larger than the cache is not read back soon, so
   // it skips the read-for-ownership of every line); it is ordered (sfence) before returning.

@@ -31,6 +31,7 @@ struct Native<xsimd::avx512f> {
   static F load_first(const float* p, std::size_t k) { return _mm512_maskz_loadu_ps(mask(k), p); }
   static void store_first(float* p, F v, std::size_t k) { _mm512_mask_storeu_ps(p, mask(k), v); }
   static void stream(float* p, F v) { _mm512_stream_ps(p, v); }
+  static F narrow(D v) { return _mm512_castps256_ps512(_mm512_cvtpd_ps(v)); }  // into the low H lanes
   static D widen_lo(F v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
   static D widen_hi(F v) {
     return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
@@ -49,6 +50,7 @@ struct Native<xsimd::fma3<xsimd::avx2>> {
   static F load_first(const float* p, std::size_t k) { return _mm256_maskload_ps(p, mask(k)); }
   static void store_first(float* p, F v, std::size_t k) { _mm256_maskstore_ps(p, mask(k), v); }
   static void stream(float* p, F v) { _mm256_stream_ps(p, v); }
+  static F narrow(D v) { return _mm256_castps128_ps256(_mm256_cvtpd_ps(v)); }
   static D widen_lo(F v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
   static D widen_hi(F v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
 };
@@ -71,6 +73,7 @@ struct Native<xsimd::sse2> {
     for (std::size_t i = 0; i < k; ++i) p[i] = lanes[i];
   }
   static void stream(float* p, F v) { _mm_stream_ps(p, v); }
+  static F narrow(D v) { return _mm_cvtpd_ps(v); }
   static D widen_lo(F v) { return _mm_cvtps_pd(v); }
   static D widen_hi(F v) { return _mm_cvtps_pd(_mm_movehl_ps(v, v)); }
 };
@@ -90,6 +93,9 @@ struct Kernels {
 
   static Moments moments_run(const float* x, const RunWalk& walk, float shift);
   static void moments_rows(const float* x, const RowWalk& walk, const float* shift, double* sum, double* m2);
+  static void finish_rows(const double* sum, const double* m2, const float* shift, const float* gamma,
+                          const float* beta, std::size_t c, double m, double eps, float* mean, float* invstd,
+                          float* a, float* b);
   static void affine_run(const float* x, float* y, std::size_t len, float a, float b, bool relu, bool stream);
   static void affine_rows(const float* x, float* y, const RowWalk& walk, const float* a, const float* b, bool relu,
                           bool stream);
@@ -103,8 +109,8 @@ struct Kernels {
                               const GradCoefficientArrays& k, bool relu, bool stream);
 
   static constexpr KernelTable table(const char* name) {
-    return KernelTable{name,           &moments_run,    &moments_rows,   &affine_run,      &affine_rows,
-                       &grad_sums_run, &grad_sums_rows, &grad_input_run, &grad_input_rows};
+    return KernelTable{name,        &moments_run,   &moments_rows,   &finish_rows,    &affine_run,
+                       &affine_rows, &grad_sums_run, &grad_sums_rows, &grad_input_run, &grad_input_rows};
   }
 
  private:
@@ -409,6 +415,27 @@ void Kernels<Arch>::moments_rows(const float* x, const RowWalk& walk, const floa
   if (left & 4) update(r, std::integral_constant<std::size_t, 4>{}), r += 4;
   if (left & 2) update(r, std::integral_constant<std::size_t, 2>{}), r += 2;
   if (left & 1) update(r, std::integral_constant<std::size_t, 1>{});
+}
+
+template <class Arch>
+void Kernels<Arch>::finish_rows(const double* sum, const double* m2, const float* shift, const float* gamma,
+                                const float* beta, std::size_t c, double m, double eps, float* mean, float* invstd,
+                                float* a, float* b) {
+  const D vm(m), veps(eps), one(1.0);
+  // Rounds to float and back: the double holding exactly the float that is stored.
+  auto rounded = [](D v, float* out) {
+    const F f = Native::narrow(v);
+    Native::store_first(out, f, H);
+    return Native::widen_lo(f);
+  };
+  for (std::size_t j = 0; j < c; j += H) {
+    const D mean_d = Native::widen_lo(F::load_unaligned(shift + j)) + D::load_unaligned(sum + j) / vm;
+    const D var = D::load_unaligned(m2 + j) / vm;
+    const D mean_r = rounded(mean_d, mean + j);
+    const D invstd_r = rounded(one / xsimd::sqrt(var + veps), invstd + j);
+    const D a_r = rounded(Native::widen_lo(F::load_unaligned(gamma + j)) * invstd_r, a + j);
+    rounded(Native::widen_lo(F::load_unaligned(beta + j)) - mean_r * a_r, b + j);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------------
