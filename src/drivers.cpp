@@ -30,7 +30,7 @@ constexpr std::size_t kRunChunk = std::size_t{1} << 20;
 constexpr std::size_t kRowChunkBytes = std::size_t{512} << 10;
 constexpr std::size_t kMaxRowChunks = 32;
 // Below this many floats a call runs on the calling thread: waking a team costs more than it saves.
-[[maybe_unused]] constexpr std::size_t kParallelMinElements = std::size_t{1} << 15;
+[[maybe_unused]] constexpr std::size_t kParallelMinElements = std::size_t{1} << 13;
 // An output written to a buffer other than its input, of a tensor at least this large (beyond a last-level cache),
 // goes out with non-temporal stores: nobody reads it back before it is evicted, so the read-for-ownership that a
 // normal store makes of every line is wasted traffic (a third of an out-of-place pass).
@@ -174,19 +174,6 @@ RunWalk run_walk(const View& v, std::size_t chunk, std::size_t chunks) {
   return RunWalk{v.run_stride, v.len, begin, end};
 }
 
-// Calls visit(offset, len) for the contiguous pieces of a run walk, offsets relative to the channel's base.
-template <class Visit>
-void for_each_piece(const RunWalk& walk, const Visit& visit) {
-  std::size_t e = walk.begin;
-  while (e < walk.end) {
-    const std::size_t run = e / walk.len;
-    const std::size_t offset = e - run * walk.len;
-    const std::size_t take = walk.len - offset < walk.end - e ? walk.len - offset : walk.end - e;
-    visit(run * walk.stride + offset, take);
-    e += take;
-  }
-}
-
 // NHWC work items: row chunks (fixed by the shape; per-channel partials merge in chunk order) times channel blocks.
 // Channel blocks split the work only when there are too few row chunks to keep a team busy (a batch of one 7x7
 // image has 49 rows); they change no per-channel arithmetic, so the results are the same for any blocking.
@@ -219,7 +206,10 @@ struct RowTiles {
 };
 
 constexpr std::size_t kMinRowChunks = 8;
+// Channel blocks of 256 channels (1 KiB of each row) keep reads long; narrower tensors are split in two, down to
+// 64 channels, which still leaves whole cache lines to every tile.
 constexpr std::size_t kChannelsPerBlock = 256;
+constexpr std::size_t kMinChannelsPerBlock = 64;
 
 RowTiles row_tiles(const View& v) {
   const std::size_t row_bytes = v.channels * sizeof(float);
@@ -228,11 +218,12 @@ RowTiles row_tiles(const View& v) {
   if (per < at_most) per = at_most;
   if (per == 0) per = 1;
   RowTiles t{(v.row_count + per - 1) / per, per, 1, padded_channels(v.channels), v.row_count, v.channels};
-  if (t.chunks < kMinRowChunks && v.channels >= 2 * kChannelsPerBlock) {
-    t.blocks = v.channels / kChannelsPerBlock;
-    t.channels_per_block = (v.channels + t.blocks - 1) / t.blocks;
-    t.channels_per_block = (t.channels_per_block + kMaxLanes - 1) / kMaxLanes * kMaxLanes;
-    t.blocks = (v.channels + t.channels_per_block - 1) / t.channels_per_block;
+  if (t.chunks < kMinRowChunks && v.channels >= 2 * kMinChannelsPerBlock) {
+    std::size_t width = (v.channels / 2 + kMaxLanes - 1) / kMaxLanes * kMaxLanes;
+    if (width > kChannelsPerBlock) width = kChannelsPerBlock;
+    if (width < kMinChannelsPerBlock) width = kMinChannelsPerBlock;
+    t.channels_per_block = width;
+    t.blocks = (v.channels + width - 1) / width;
   }
   return t;
 }
@@ -330,9 +321,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
         const ChannelStats st = finish_stats(k.moments_run(xc, walk, shift), args.x, v, c, shift, args.eps);
         stats[c] = st;
         const Coefficients co = fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f);
-        for_each_piece(walk, [&](std::size_t at, std::size_t len) {
-          k.affine_run(xc + at, yc + at, len, co.a, co.b, relu, stream);
-        });
+        k.affine_run(xc, yc, walk, co.a, co.b, relu, stream);
       });
     } else {
       Moments* const partial = scratch<Moments>(1, C * chunks);
@@ -355,9 +344,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
         const float* xc = args.x + c * v.channel_stride;
         float* yc = args.y + c * v.channel_stride;
         const Coefficients co = coeffs[c];
-        for_each_piece(run_walk(v, i % chunks, chunks), [&](std::size_t at, std::size_t len) {
-          k.affine_run(xc + at, yc + at, len, co.a, co.b, relu, stream);
-        });
+        k.affine_run(xc, yc, run_walk(v, i % chunks, chunks), co.a, co.b, relu, stream);
       });
     }
   } else {
@@ -472,9 +459,7 @@ simdnorm_status apply_affine(const KernelTable& k, const Geometry& g, const floa
       const std::size_t c = i / chunks;
       const float* xc = x + c * v.channel_stride;
       float* yc = y + c * v.channel_stride;
-      for_each_piece(run_walk(v, i % chunks, chunks), [&](std::size_t at, std::size_t len) {
-        k.affine_run(xc + at, yc + at, len, a[c], b[c], relu, stream);
-      });
+      k.affine_run(xc, yc, run_walk(v, i % chunks, chunks), a[c], b[c], relu, stream);
     });
   } else {
     const RowTiles rt = row_tiles(v);
@@ -579,9 +564,7 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
         write_param_grads(args, c, s);
         if (args.dx == nullptr) return;
         const GradCoefficients co = grad_coefficients(args, c, s, m);
-        for_each_piece(walk, [&](std::size_t at, std::size_t len) {
-          k.grad_input_run(args.x + base + at, args.dy + base + at, args.dx + base + at, len, co, relu, stream);
-        });
+        k.grad_input_run(args.x + base, args.dy + base, args.dx + base, walk, co, relu, stream);
       });
     } else {
       GradSums* const partial = scratch<GradSums>(1, C * chunks);
@@ -607,10 +590,8 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
         parallel_for_backwards(C * chunks, g.elements, [&](std::size_t i) {
           const std::size_t c = i / chunks;
           const std::size_t base = c * v.channel_stride;
-          for_each_piece(run_walk(v, i % chunks, chunks), [&](std::size_t at, std::size_t len) {
-            k.grad_input_run(args.x + base + at, args.dy + base + at, args.dx + base + at, len, coeffs[c], relu,
-                             stream);
-          });
+          k.grad_input_run(args.x + base, args.dy + base, args.dx + base, run_walk(v, i % chunks, chunks), coeffs[c],
+                           relu, stream);
         });
       }
     }

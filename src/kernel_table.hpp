@@ -76,7 +76,7 @@ struct KernelTable {
   // y = a*x + b, optionally ReLU (x <= 0 -> +0, NaN kept). y may equal x. With `stream`, the kernels write
   // whole vectors with non-temporal stores (the output of a tensor larger than the cache is not read back soon, so
   // it skips the read-for-ownership of every line); it is ordered (sfence) before returning.
-  void (*affine_run)(const float* x, float* y, std::size_t len, float a, float b, bool relu, bool stream);
+  void (*affine_run)(const float* x, float* y, const RunWalk& walk, float a, float b, bool relu, bool stream);
   void (*affine_rows)(const float* x, float* y, const RowWalk& walk, const float* a, const float* b, bool relu,
                       bool stream);
 
@@ -88,7 +88,7 @@ struct KernelTable {
                          bool relu, double* sum_dy, double* sum_dy_xc);
 
   // dx from dy (dx may equal dy).
-  void (*grad_input_run)(const float* x, const float* dy, float* dx, std::size_t len, const GradCoefficients& k,
+  void (*grad_input_run)(const float* x, const float* dy, float* dx, const RunWalk& walk, const GradCoefficients& k,
                          bool relu, bool stream);
   void (*grad_input_rows)(const float* x, const float* dy, float* dx, const RowWalk& walk,
                           const GradCoefficientArrays& k, bool relu, bool stream);

@@ -96,15 +96,15 @@ struct Kernels {
   static void finish_rows(const double* sum, const double* m2, const float* shift, const float* gamma,
                           const float* beta, std::size_t c, double m, double eps, float* mean, float* invstd,
                           float* a, float* b);
-  static void affine_run(const float* x, float* y, std::size_t len, float a, float b, bool relu, bool stream);
+  static void affine_run(const float* x, float* y, const RunWalk& walk, float a, float b, bool relu, bool stream);
   static void affine_rows(const float* x, float* y, const RowWalk& walk, const float* a, const float* b, bool relu,
                           bool stream);
   static void grad_sums_run(const float* x, const float* dy, const RunWalk& walk, const GradCoefficients& k,
                             bool relu, double* sum_dy, double* sum_dy_xc);
   static void grad_sums_rows(const float* x, const float* dy, const RowWalk& walk, const GradCoefficientArrays& k,
                              bool relu, double* sum_dy, double* sum_dy_xc);
-  static void grad_input_run(const float* x, const float* dy, float* dx, std::size_t len, const GradCoefficients& k,
-                             bool relu, bool stream);
+  static void grad_input_run(const float* x, const float* dy, float* dx, const RunWalk& walk,
+                             const GradCoefficients& k, bool relu, bool stream);
   static void grad_input_rows(const float* x, const float* dy, float* dx, const RowWalk& walk,
                               const GradCoefficientArrays& k, bool relu, bool stream);
 
@@ -268,13 +268,7 @@ struct Kernels {
 
   // Writes y[i] for i in [0, len) from whole(i) (a full vector at i) and first(i, count) (the first count lanes at
   // i). With Stream, y is peeled to vector alignment and the aligned body goes out with non-temporal stores.
-  template <bool Stream, class Whole, class First>
-  static void store_run(float* y, std::size_t len, const Whole& whole, const First& first) {
-    store_span<Stream>(y, len, whole, first);
-    if constexpr (Stream) _mm_sfence();
-  }
-
-  // store_run without the closing sfence, for kernels that write many spans and fence once.
+  // The caller fences (sfence) once after its last streaming span.
   template <bool Stream, class Whole, class First>
   static void store_span(float* y, std::size_t len, const Whole& whole, const First& first) {
     std::size_t i = 0;
@@ -293,7 +287,7 @@ struct Kernels {
   }
 
   template <bool Relu, bool Stream>
-  static void affine_run_impl(const float* x, float* y, std::size_t len, float a, float b);
+  static void affine_run_impl(const float* x, float* y, const RunWalk& walk, float a, float b);
   template <bool Relu, bool Stream>
   static void affine_rows_impl(const float* x, float* y, const RowWalk& walk, const float* a, const float* b);
   template <bool Relu>
@@ -303,7 +297,7 @@ struct Kernels {
   static void grad_sums_rows_impl(const float* x, const float* dy, const RowWalk& walk,
                                   const GradCoefficientArrays& k, double* sum_dy, double* sum_dy_xc);
   template <bool Relu, bool Stream>
-  static void grad_input_run_impl(const float* x, const float* dy, float* dx, std::size_t len,
+  static void grad_input_run_impl(const float* x, const float* dy, float* dx, const RunWalk& walk,
                                   const GradCoefficients& k);
   template <bool Relu, bool Stream>
   static void grad_input_rows_impl(const float* x, const float* dy, float* dx, const RowWalk& walk,
@@ -443,18 +437,25 @@ void Kernels<Arch>::finish_rows(const double* sum, const double* m2, const float
 
 template <class Arch>
 template <bool Relu, bool Stream>
-void Kernels<Arch>::affine_run_impl(const float* x, float* y, std::size_t len, float a, float b) {
+void Kernels<Arch>::affine_run_impl(const float* x, float* y, const RunWalk& walk, float a, float b) {
   const F va(a), vb(b);
-  store_run<Stream>(
-      y, len, [&](std::size_t i) { return activate<Relu>(xsimd::fma(va, F::load_unaligned(x + i), vb)); },
-      [&](std::size_t i, std::size_t count) {
-        return activate<Relu>(xsimd::fma(va, Native::load_first(x + i, count), vb));
-      });
+  for_each_run(walk, [&](std::size_t start, std::size_t len) {
+    const float* xr = x + start;
+    store_span<Stream>(
+        y + start, len, [&](std::size_t i) { return activate<Relu>(xsimd::fma(va, F::load_unaligned(xr + i), vb)); },
+        [&](std::size_t i, std::size_t count) {
+          return activate<Relu>(xsimd::fma(va, Native::load_first(xr + i, count), vb));
+        });
+  });
+  if constexpr (Stream) _mm_sfence();
 }
 
 template <class Arch>
-void Kernels<Arch>::affine_run(const float* x, float* y, std::size_t len, float a, float b, bool relu, bool stream) {
-  with_modes(relu, stream, [&](auto r, auto s) { affine_run_impl<decltype(r)::value, decltype(s)::value>(x, y, len, a, b); });
+void Kernels<Arch>::affine_run(const float* x, float* y, const RunWalk& walk, float a, float b, bool relu,
+                               bool stream) {
+  with_modes(relu, stream, [&](auto r, auto s) {
+    affine_run_impl<decltype(r)::value, decltype(s)::value>(x, y, walk, a, b);
+  });
 }
 
 template <class Arch>
@@ -576,26 +577,33 @@ void Kernels<Arch>::grad_sums_rows(const float* x, const float* dy, const RowWal
 
 template <class Arch>
 template <bool Relu, bool Stream>
-void Kernels<Arch>::grad_input_run_impl(const float* x, const float* dy, float* dx, std::size_t len,
+void Kernels<Arch>::grad_input_run_impl(const float* x, const float* dy, float* dx, const RunWalk& walk,
                                         const GradCoefficients& k) {
   const F mean(k.mean), invstd(k.invstd), a(k.a), b(k.b), k_dy(k.k_dy), mean_dy(k.mean_dy),
       mean_dy_xhat(k.mean_dy_xhat);
-  store_run<Stream>(
-      dx, len,
-      [&](std::size_t i) {
-        return grad_input<Relu>(F::load_unaligned(x + i), F::load_unaligned(dy + i), mean, invstd, a, b, k_dy,
-                                mean_dy, mean_dy_xhat);
-      },
-      [&](std::size_t i, std::size_t count) {
-        return grad_input<Relu>(Native::load_first(x + i, count), Native::load_first(dy + i, count), mean, invstd, a, b,
-                                k_dy, mean_dy, mean_dy_xhat);
-      });
+  for_each_run(walk, [&](std::size_t start, std::size_t len) {
+    const float* xr = x + start;
+    const float* dr = dy + start;
+    store_span<Stream>(
+        dx + start, len,
+        [&](std::size_t i) {
+          return grad_input<Relu>(F::load_unaligned(xr + i), F::load_unaligned(dr + i), mean, invstd, a, b, k_dy,
+                                  mean_dy, mean_dy_xhat);
+        },
+        [&](std::size_t i, std::size_t count) {
+          return grad_input<Relu>(Native::load_first(xr + i, count), Native::load_first(dr + i, count), mean, invstd,
+                                  a, b, k_dy, mean_dy, mean_dy_xhat);
+        });
+  });
+  if constexpr (Stream) _mm_sfence();
 }
 
 template <class Arch>
-void Kernels<Arch>::grad_input_run(const float* x, const float* dy, float* dx, std::size_t len,
+void Kernels<Arch>::grad_input_run(const float* x, const float* dy, float* dx, const RunWalk& walk,
                                    const GradCoefficients& k, bool relu, bool stream) {
-  with_modes(relu, stream, [&](auto r, auto s) { grad_input_run_impl<decltype(r)::value, decltype(s)::value>(x, dy, dx, len, k); });
+  with_modes(relu, stream, [&](auto r, auto s) {
+    grad_input_run_impl<decltype(r)::value, decltype(s)::value>(x, dy, dx, walk, k);
+  });
 }
 
 template <class Arch>
