@@ -473,27 +473,48 @@ simdnorm_status apply_affine(const KernelTable& k, const Geometry& g, const floa
 
 }  // namespace
 
-simdnorm_status run_forward_inference(const char* fn, const Geometry& g, const InferenceArgs& args) {
-  const std::size_t cp = padded_channels(g.c);
-  float* const a = scratch<float>(1, cp, true);
-  float* const b = scratch<float>(2, cp, true);
-  if (!a || !b) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
-  for (std::size_t c = 0; c < g.c; ++c) {
-    const double invstd = 1.0 / std::sqrt(static_cast<double>(args.var[c]) + static_cast<double>(args.eps));
-    const Coefficients co = fold_coefficients(args.gamma, args.beta, c, args.mean[c], invstd);
-    a[c] = co.a;
-    b[c] = co.b;
+namespace {
+
+// scale and shift of every channel (fold_rows, vectorised) into the padded arrays a and b, from padded copies of
+// the per-channel inputs (NULL gamma and beta: ones and zeros).
+simdnorm_status fold_all(const char* fn, std::size_t c, const float* gamma, const float* beta, const float* mean,
+                         const float* var, float eps, float** a, float** b) {
+  const std::size_t cp = padded_channels(c);
+  float* const in = scratch<float>(1, 4 * cp, true);
+  float* const out = scratch<float>(2, 2 * cp, true);
+  if (!in || !out) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
+  float* const pg = in;
+  float* const pb = in + cp;
+  float* const pm = in + 2 * cp;
+  float* const pv = in + 3 * cp;
+  for (std::size_t i = 0; i < c; ++i) {
+    pg[i] = gamma != nullptr ? gamma[i] : 1.0f;
+    pb[i] = beta != nullptr ? beta[i] : 0.0f;
   }
+  std::memcpy(pm, mean, c * sizeof(float));
+  std::memcpy(pv, var, c * sizeof(float));
+  *a = out;
+  *b = out + cp;
+  active_kernels().fold_rows(pm, pv, pg, pb, c, static_cast<double>(eps), *a, *b);
+  return SIMDNORM_SUCCESS;
+}
+
+}  // namespace
+
+simdnorm_status run_forward_inference(const char* fn, const Geometry& g, const InferenceArgs& args) {
+  float *a = nullptr, *b = nullptr;
+  const simdnorm_status status = fold_all(fn, g.c, args.gamma, args.beta, args.mean, args.var, args.eps, &a, &b);
+  if (status != SIMDNORM_SUCCESS) return status;
   return apply_affine(active_kernels(), g, args.x, args.y, a, b, (args.flags & SIMDNORM_FUSE_RELU) != 0u);
 }
 
 simdnorm_status run_fold(const FoldArgs& args) {
-  for (std::size_t c = 0; c < args.c; ++c) {
-    const double invstd = 1.0 / std::sqrt(static_cast<double>(args.var[c]) + static_cast<double>(args.eps));
-    const Coefficients co = fold_coefficients(args.gamma, args.beta, c, args.mean[c], invstd);
-    args.scale[c] = co.a;
-    args.shift[c] = co.b;
-  }
+  float *a = nullptr, *b = nullptr;
+  const simdnorm_status status =
+      fold_all("simdnorm_fold", args.c, args.gamma, args.beta, args.mean, args.var, args.eps, &a, &b);
+  if (status != SIMDNORM_SUCCESS) return status;
+  std::memcpy(args.scale, a, args.c * sizeof(float));
+  std::memcpy(args.shift, b, args.c * sizeof(float));
   return SIMDNORM_SUCCESS;
 }
 

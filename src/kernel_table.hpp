@@ -73,6 +73,11 @@ struct KernelTable {
   void (*finish_rows)(const double* sum, const double* m2, const float* shift, const float* gamma, const float* beta,
                       std::size_t c, double m, double eps, float* mean, float* invstd, float* a, float* b);
 
+  // Inference folding of channels [0, c) (padded arrays): invstd = 1/sqrt(var + eps) in double, a = gamma*invstd
+  // and b = beta - mean*a, rounded exactly as fold_coefficients rounds them.
+  void (*fold_rows)(const float* mean, const float* var, const float* gamma, const float* beta, std::size_t c,
+                    double eps, float* a, float* b);
+
   // y = a*x + b, optionally ReLU (x <= 0 -> +0, NaN kept). y may equal x. With `stream`, the kernels write
   // whole vectors with non-temporal stores (the output of a tensor larger than the cache is not read back soon, so
   // it skips the read-for-ownership of every line); it is ordered (sfence) before returning.

@@ -96,6 +96,8 @@ struct Kernels {
   static void finish_rows(const double* sum, const double* m2, const float* shift, const float* gamma,
                           const float* beta, std::size_t c, double m, double eps, float* mean, float* invstd,
                           float* a, float* b);
+  static void fold_rows(const float* mean, const float* var, const float* gamma, const float* beta, std::size_t c,
+                        double eps, float* a, float* b);
   static void affine_run(const float* x, float* y, const RunWalk& walk, float a, float b, bool relu, bool stream);
   static void affine_rows(const float* x, float* y, const RowWalk& walk, const float* a, const float* b, bool relu,
                           bool stream);
@@ -109,8 +111,8 @@ struct Kernels {
                               const GradCoefficientArrays& k, bool relu, bool stream);
 
   static constexpr KernelTable table(const char* name) {
-    return KernelTable{name,        &moments_run,   &moments_rows,   &finish_rows,    &affine_run,
-                       &affine_rows, &grad_sums_run, &grad_sums_rows, &grad_input_run, &grad_input_rows};
+    return KernelTable{name,           &moments_run,    &moments_rows,   &finish_rows,    &fold_rows, &affine_run,
+                       &affine_rows,   &grad_sums_run,  &grad_sums_rows, &grad_input_run, &grad_input_rows};
   }
 
  private:
@@ -409,6 +411,20 @@ void Kernels<Arch>::moments_rows(const float* x, const RowWalk& walk, const floa
   if (left & 4) update(r, std::integral_constant<std::size_t, 4>{}), r += 4;
   if (left & 2) update(r, std::integral_constant<std::size_t, 2>{}), r += 2;
   if (left & 1) update(r, std::integral_constant<std::size_t, 1>{});
+}
+
+template <class Arch>
+void Kernels<Arch>::fold_rows(const float* mean, const float* var, const float* gamma, const float* beta,
+                              std::size_t c, double eps, float* a, float* b) {
+  const D veps(eps), one(1.0);
+  for (std::size_t j = 0; j < c; j += H) {
+    const D invstd = one / xsimd::sqrt(Native::widen_lo(F::load_unaligned(var + j)) + veps);
+    const F a_f = Native::narrow(Native::widen_lo(F::load_unaligned(gamma + j)) * invstd);
+    Native::store_first(a + j, a_f, H);
+    const D shift = Native::widen_lo(F::load_unaligned(beta + j)) -
+                    Native::widen_lo(F::load_unaligned(mean + j)) * Native::widen_lo(a_f);
+    Native::store_first(b + j, Native::narrow(shift), H);
+  }
 }
 
 template <class Arch>
