@@ -282,38 +282,43 @@ class BackwardBounds {
 // ---------------------------------------------------------------------------------------------------------------
 // Builder-style checkers. Each Test() runs one case and returns true when every output matched the reference.
 
-class TrainingCheck {
+// The settings every tensor checker shares, as chained setters returning the checker itself (CRTP). Not every
+// checker reads every setting (AffineCheck has no gamma/beta or eps). `inplace` writes the output over the input:
+// y over x, or dx over dy in backward.
+template <class Derived>
+class TensorCheck {
  public:
-  TrainingCheck& n(std::size_t v) {
-    n_ = v;
-    return *this;
+  Derived& n(std::size_t v) { return set(n_, v); }
+  Derived& c(std::size_t v) { return set(c_, v); }
+  Derived& spatial(std::size_t v) { return set(spatial_, v); }
+  Derived& layout(simdnorm_layout v) { return set(layout_, v); }
+  Derived& nchw() { return layout(SIMDNORM_NCHW); }
+  Derived& nhwc() { return layout(SIMDNORM_NHWC); }
+  Derived& inplace(bool v = true) { return set(inplace_, v); }
+  Derived& relu(bool v = true) { return set(relu_, v); }
+  Derived& gamma_beta(bool v = true) { return set(gamma_beta_, v); }
+  Derived& misalign(std::size_t floats) { return set(misalign_, floats); }
+  Derived& eps(float v) { return set(eps_, v); }
+  Derived& seed(std::uint64_t v) { return set(seed_, v); }
+
+ protected:
+  template <class T, class V>
+  Derived& set(T& field, V value) {
+    field = value;
+    return static_cast<Derived&>(*this);
   }
-  TrainingCheck& c(std::size_t v) {
-    c_ = v;
-    return *this;
-  }
-  TrainingCheck& spatial(std::size_t v) {
-    spatial_ = v;
-    return *this;
-  }
-  TrainingCheck& layout(simdnorm_layout v) {
-    layout_ = v;
-    return *this;
-  }
-  TrainingCheck& nchw() { return layout(SIMDNORM_NCHW); }
-  TrainingCheck& nhwc() { return layout(SIMDNORM_NHWC); }
-  TrainingCheck& inplace(bool v = true) {
-    inplace_ = v;
-    return *this;
-  }
-  TrainingCheck& relu(bool v = true) {
-    relu_ = v;
-    return *this;
-  }
-  TrainingCheck& gamma_beta(bool v = true) {
-    gamma_beta_ = v;
-    return *this;
-  }
+
+  std::size_t n_ = 1, c_ = 1, spatial_ = 1;
+  simdnorm_layout layout_ = SIMDNORM_NCHW;
+  bool inplace_ = false, relu_ = false, gamma_beta_ = false;
+  std::size_t misalign_ = 0;
+  float eps_ = 1e-5f;
+  std::uint64_t seed_ = 1;
+};
+
+class TrainingCheck : public TensorCheck<TrainingCheck> {
+ public:
+  TrainingCheck() { spatial_ = 2; }  // training needs n*spatial >= 2
   TrainingCheck& running(bool v = true) {
     running_ = v;
     return *this;
@@ -323,20 +328,8 @@ class TrainingCheck {
     batch_stats_ = v;
     return *this;
   }
-  TrainingCheck& misalign(std::size_t floats) {
-    misalign_ = floats;
-    return *this;
-  }
-  TrainingCheck& eps(float v) {
-    eps_ = v;
-    return *this;
-  }
   TrainingCheck& momentum(float v) {
     momentum_ = v;
-    return *this;
-  }
-  TrainingCheck& seed(std::uint64_t v) {
-    seed_ = v;
     return *this;
   }
   TrainingCheck& input(const InputDistribution& v) {
@@ -359,107 +352,22 @@ class TrainingCheck {
   std::string Describe() const;
 
  private:
-  std::size_t n_ = 1, c_ = 1, spatial_ = 2;
-  simdnorm_layout layout_ = SIMDNORM_NCHW;
-  bool inplace_ = false, relu_ = false, gamma_beta_ = false, running_ = false, batch_stats_ = true;
-  std::size_t misalign_ = 0;
-  float eps_ = 1e-5f, momentum_ = 0.1f;
-  std::uint64_t seed_ = 1;
+  bool running_ = false, batch_stats_ = true;
+  float momentum_ = 0.1f;
   InputDistribution dist_;
   double invstd_rel_ = kReductionUlps * FLT_EPSILON;
   double mean_ulps_ = kReductionUlps;
 };
 
-class InferenceCheck {
+class InferenceCheck : public TensorCheck<InferenceCheck> {
  public:
-  InferenceCheck& n(std::size_t v) {
-    n_ = v;
-    return *this;
-  }
-  InferenceCheck& c(std::size_t v) {
-    c_ = v;
-    return *this;
-  }
-  InferenceCheck& spatial(std::size_t v) {
-    spatial_ = v;
-    return *this;
-  }
-  InferenceCheck& layout(simdnorm_layout v) {
-    layout_ = v;
-    return *this;
-  }
-  InferenceCheck& nchw() { return layout(SIMDNORM_NCHW); }
-  InferenceCheck& nhwc() { return layout(SIMDNORM_NHWC); }
-  InferenceCheck& inplace(bool v = true) {
-    inplace_ = v;
-    return *this;
-  }
-  InferenceCheck& relu(bool v = true) {
-    relu_ = v;
-    return *this;
-  }
-  InferenceCheck& gamma_beta(bool v = true) {
-    gamma_beta_ = v;
-    return *this;
-  }
-  InferenceCheck& misalign(std::size_t floats) {
-    misalign_ = floats;
-    return *this;
-  }
-  InferenceCheck& eps(float v) {
-    eps_ = v;
-    return *this;
-  }
-  InferenceCheck& seed(std::uint64_t v) {
-    seed_ = v;
-    return *this;
-  }
-
   bool Test() const;
   std::string Describe() const;
-
- private:
-  std::size_t n_ = 1, c_ = 1, spatial_ = 1;
-  simdnorm_layout layout_ = SIMDNORM_NCHW;
-  bool inplace_ = false, relu_ = false, gamma_beta_ = false;
-  std::size_t misalign_ = 0;
-  float eps_ = 1e-5f;
-  std::uint64_t seed_ = 1;
 };
 
-class BackwardCheck {
+class BackwardCheck : public TensorCheck<BackwardCheck> {
  public:
-  BackwardCheck& n(std::size_t v) {
-    n_ = v;
-    return *this;
-  }
-  BackwardCheck& c(std::size_t v) {
-    c_ = v;
-    return *this;
-  }
-  BackwardCheck& spatial(std::size_t v) {
-    spatial_ = v;
-    return *this;
-  }
-  BackwardCheck& layout(simdnorm_layout v) {
-    layout_ = v;
-    return *this;
-  }
-  BackwardCheck& nchw() { return layout(SIMDNORM_NCHW); }
-  BackwardCheck& nhwc() { return layout(SIMDNORM_NHWC); }
-  // dx written over dy.
-  BackwardCheck& inplace(bool v = true) {
-    inplace_ = v;
-    return *this;
-  }
-  BackwardCheck& relu(bool v = true) {
-    relu_ = v;
-    return *this;
-  }
-  BackwardCheck& gamma_beta(bool v = true) {
-    gamma_beta_ = v;
-    return *this;
-  }
+  BackwardCheck() { spatial_ = 2; }  // backward needs n*spatial >= 2
   // Which outputs are requested (the others are passed as NULL).
   BackwardCheck& outputs(bool dx, bool dgamma, bool dbeta) {
     want_dx_ = dx;
@@ -467,78 +375,18 @@ class BackwardCheck {
     want_dbeta_ = dbeta;
     return *this;
   }
-  BackwardCheck& misalign(std::size_t floats) {
-    misalign_ = floats;
-    return *this;
-  }
-  BackwardCheck& eps(float v) {
-    eps_ = v;
-    return *this;
-  }
-  BackwardCheck& seed(std::uint64_t v) {
-    seed_ = v;
-    return *this;
-  }
 
   bool Test() const;
   std::string Describe() const;
 
  private:
-  std::size_t n_ = 1, c_ = 1, spatial_ = 2;
-  simdnorm_layout layout_ = SIMDNORM_NCHW;
-  bool inplace_ = false, relu_ = false, gamma_beta_ = false;
   bool want_dx_ = true, want_dgamma_ = true, want_dbeta_ = true;
-  std::size_t misalign_ = 0;
-  float eps_ = 1e-5f;
-  std::uint64_t seed_ = 1;
 };
 
-class AffineCheck {
+class AffineCheck : public TensorCheck<AffineCheck> {
  public:
-  AffineCheck& n(std::size_t v) {
-    n_ = v;
-    return *this;
-  }
-  AffineCheck& c(std::size_t v) {
-    c_ = v;
-    return *this;
-  }
-  AffineCheck& spatial(std::size_t v) {
-    spatial_ = v;
-    return *this;
-  }
-  AffineCheck& layout(simdnorm_layout v) {
-    layout_ = v;
-    return *this;
-  }
-  AffineCheck& nchw() { return layout(SIMDNORM_NCHW); }
-  AffineCheck& nhwc() { return layout(SIMDNORM_NHWC); }
-  AffineCheck& inplace(bool v = true) {
-    inplace_ = v;
-    return *this;
-  }
-  AffineCheck& relu(bool v = true) {
-    relu_ = v;
-    return *this;
-  }
-  AffineCheck& misalign(std::size_t floats) {
-    misalign_ = floats;
-    return *this;
-  }
-  AffineCheck& seed(std::uint64_t v) {
-    seed_ = v;
-    return *this;
-  }
-
   bool Test() const;
   std::string Describe() const;
-
- private:
-  std::size_t n_ = 1, c_ = 1, spatial_ = 1;
-  simdnorm_layout layout_ = SIMDNORM_NCHW;
-  bool inplace_ = false, relu_ = false;
-  std::size_t misalign_ = 0;
-  std::uint64_t seed_ = 1;
 };
 
 class FoldCheck {
