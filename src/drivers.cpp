@@ -26,9 +26,13 @@ struct Baseline {};  // instantiation tag of the shared arithmetic templates in 
 // its data is still in L2/L3, so training costs about one read-modify-write pass. Larger channels are cut into
 // chunks of this size whose moments merge in chunk order.
 constexpr std::size_t kRunChunk = std::size_t{1} << 20;
-// NHWC rows are cut into chunks of at least this many bytes, and at most kMaxRowChunks chunks.
-constexpr std::size_t kRowChunkBytes = std::size_t{512} << 10;
+// NHWC rows are cut into chunks of at least this many bytes, and at most kMaxRowChunks chunks. Small chunks keep
+// both cores busy on tensors of a few hundred KiB (64 KiB measured best against 512 KiB and 128 KiB on N = 1 ResNet
+// layers); the cap keeps the merge of per-chunk partials (chunks x C) negligible.
+constexpr std::size_t kRowChunkBytes = std::size_t{64} << 10;
 constexpr std::size_t kMaxRowChunks = 32;
+// ... and of at least this many rows: each chunk adds a merge of C partial moments, as costly as a few rows.
+constexpr std::size_t kMinChunkRows = 32;
 // Below this many floats a call runs on the calling thread: waking a team costs more than it saves.
 [[maybe_unused]] constexpr std::size_t kParallelMinElements = std::size_t{1} << 13;
 // An output written to a buffer other than its input, of a tensor at least this large (beyond a last-level cache),
@@ -174,58 +178,42 @@ RunWalk run_walk(const View& v, std::size_t chunk, std::size_t chunks) {
   return RunWalk{v.run_stride, v.len, begin, end};
 }
 
-// NHWC work items: row chunks (fixed by the shape; per-channel partials merge in chunk order) times channel blocks.
-// Channel blocks split the work only when there are too few row chunks to keep a team busy (a batch of one 7x7
-// image has 49 rows); they change no per-channel arithmetic, so the results are the same for any blocking.
+// NHWC work items: chunks of whole rows, fixed by the shape; per-channel partials merge in chunk order. Each core
+// works on rows of its own: splitting rows into channel blocks instead (one block a core) interleaved the cores'
+// lines finely enough that their prefetchers pulled each other's lines, and two threads ran slower than one.
 struct RowTiles {
   std::size_t chunks;
   std::size_t rows_per_chunk;
-  std::size_t blocks;
-  std::size_t channels_per_block;  // a multiple of kMaxLanes, so blocks never share a vector
   std::size_t rows;
   std::size_t c;
 
   struct Tile {
-    std::size_t chunk, r0, c0;
+    std::size_t chunk, r0;
     RowWalk walk;
-    std::size_t offset;  // of element (r0, c0)
+    std::size_t offset;  // of row r0
   };
 
-  std::size_t items() const { return chunks * blocks; }
+  std::size_t items() const { return chunks; }
   std::size_t rows_of(std::size_t chunk) const {
     const std::size_t begin = chunk * rows_per_chunk;
     return rows - begin < rows_per_chunk ? rows - begin : rows_per_chunk;
   }
-  Tile tile(std::size_t item) const {
-    const std::size_t chunk = item / blocks;
-    const std::size_t c0 = item % blocks * channels_per_block;
-    const std::size_t cn = c - c0 < channels_per_block ? c - c0 : channels_per_block;
+  Tile tile(std::size_t chunk) const {
     const std::size_t r0 = chunk * rows_per_chunk;
-    return Tile{chunk, r0, c0, RowWalk{rows_of(chunk), c, cn}, r0 * c + c0};
+    return Tile{chunk, r0, RowWalk{rows_of(chunk), c, c}, r0 * c};
   }
 };
-
-constexpr std::size_t kMinRowChunks = 8;
-// Channel blocks of 256 channels (1 KiB of each row) keep reads long; narrower tensors are split in two, down to
-// 64 channels, which still leaves whole cache lines to every tile.
-constexpr std::size_t kChannelsPerBlock = 256;
-constexpr std::size_t kMinChannelsPerBlock = 64;
 
 RowTiles row_tiles(const View& v) {
   const std::size_t row_bytes = v.channels * sizeof(float);
   std::size_t per = (kRowChunkBytes + row_bytes - 1) / row_bytes;
+  if (per < kMinChunkRows) per = kMinChunkRows;
   const std::size_t at_most = (v.row_count + kMaxRowChunks - 1) / kMaxRowChunks;
   if (per < at_most) per = at_most;
-  if (per == 0) per = 1;
-  RowTiles t{(v.row_count + per - 1) / per, per, 1, padded_channels(v.channels), v.row_count, v.channels};
-  if (t.chunks < kMinRowChunks && v.channels >= 2 * kMinChannelsPerBlock) {
-    std::size_t width = (v.channels / 2 + kMaxLanes - 1) / kMaxLanes * kMaxLanes;
-    if (width > kChannelsPerBlock) width = kChannelsPerBlock;
-    if (width < kMinChannelsPerBlock) width = kMinChannelsPerBlock;
-    t.channels_per_block = width;
-    t.blocks = (v.channels + width - 1) / width;
-  }
-  return t;
+  // The same number of chunks, evened out (49 rows in chunks of 32 would leave one core 17).
+  const std::size_t chunks = (v.row_count + per - 1) / per;
+  per = (v.row_count + chunks - 1) / chunks;
+  return RowTiles{(v.row_count + per - 1) / per, per, v.row_count, v.channels};
 }
 
 template <class Visit>
@@ -249,7 +237,6 @@ struct ChannelStats {
   double m2;
   float mean_f;
   float invstd_f;
-  bool finite;
 };
 
 // Mean and M2 from the merged moments. When the float lanes overflowed on finite data (|x - K| near 1e19 and
@@ -274,7 +261,6 @@ ChannelStats finish_stats(const Moments& moments, const float* x, const View& v,
   st.m2 = m2;
   st.mean_f = static_cast<float>(mean);
   st.invstd_f = static_cast<float>(1.0 / std::sqrt(var + static_cast<double>(eps)));
-  st.finite = std::isfinite(mean) && std::isfinite(var);
   return st;
 }
 
@@ -304,12 +290,27 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
   const View v = make_view(g);
   const bool relu = (args.flags & SIMDNORM_FUSE_RELU) != 0u;
   const std::size_t C = v.channels;
+  const std::size_t cp = padded_channels(C);
   const bool stream = streams(args.x, args.y, g.elements);
 
-  ChannelStats* const stats = scratch<ChannelStats>(0, C);
-  if (!stats) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate %zu bytes of scratch", fn, C * sizeof(ChannelStats));
+  // Per-channel results, as padded arrays for the vectorised epilogue: the mean and M2 in double, the mean and
+  // invstd as float. Row walks merge their M2 in place (m2 then points into their partials).
+  double* const mean_d = scratch<double>(0, cp, true);
+  float* const rounded = scratch<float>(7, 2 * cp, true);
+  if (!mean_d || !rounded) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
+  float* const mean_f = rounded;
+  float* const invstd_f = rounded + cp;
+  double* m2 = nullptr;
+  auto keep = [&](std::size_t c, const ChannelStats& st) {
+    mean_d[c] = st.mean;
+    m2[c] = st.m2;
+    mean_f[c] = st.mean_f;
+    invstd_f[c] = st.invstd_f;
+  };
 
   if (!v.rows) {
+    m2 = scratch<double>(1, cp, true);
+    if (!m2) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
     const std::size_t chunks = run_chunks(v);
     if (chunks == 1) {
       // Statistics, then normalisation of the same channel while it is still in cache.
@@ -319,13 +320,13 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
         const float shift = xc[0];
         const RunWalk walk = run_walk(v, 0, 1);
         const ChannelStats st = finish_stats(k.moments_run(xc, walk, shift), args.x, v, c, shift, args.eps);
-        stats[c] = st;
+        keep(c, st);
         const Coefficients co = fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f);
         k.affine_run(xc, yc, walk, co.a, co.b, relu, stream);
       });
     } else {
-      Moments* const partial = scratch<Moments>(1, C * chunks);
-      Coefficients* const coeffs = scratch<Coefficients>(2, C);
+      Moments* const partial = scratch<Moments>(2, C * chunks);
+      Coefficients* const coeffs = scratch<Coefficients>(3, C);
       if (!partial || !coeffs) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
       parallel_for(C * chunks, g.elements, [&](std::size_t i) {
         const std::size_t c = i / chunks;
@@ -336,8 +337,9 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
         Moments total{0.0, 0.0, 0.0};
         for (std::size_t i = 0; i < chunks; ++i) merge_moments<Baseline>(total, partial[c * chunks + i]);
         const float shift = channel_shift(args.x, v, c);
-        stats[c] = finish_stats(total, args.x, v, c, shift, args.eps);
-        coeffs[c] = fold_coefficients(args.gamma, args.beta, c, stats[c].mean_f, stats[c].invstd_f);
+        const ChannelStats st = finish_stats(total, args.x, v, c, shift, args.eps);
+        keep(c, st);
+        coeffs[c] = fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f);
       });
       parallel_for_backwards(C * chunks, g.elements, [&](std::size_t i) {
         const std::size_t c = i / chunks;
@@ -349,17 +351,16 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
     }
   } else {
     const RowTiles rt = row_tiles(v);
-    const std::size_t cp = padded_channels(C);
     double* const sums = scratch<double>(1, rt.chunks * cp);
     double* const m2s = scratch<double>(2, rt.chunks * cp);
     float* const shift = scratch<float>(3, cp, true);
     float* const a = scratch<float>(4, cp, true);
     float* const b = scratch<float>(5, cp, true);
     float* const affine = scratch<float>(6, 2 * cp, true);  // gamma, beta (ones and zeros for NULL)
-    float* const rounded = scratch<float>(7, 2 * cp, true);  // mean and invstd as float
-    if (!sums || !m2s || !shift || !a || !b || !affine || !rounded) {
+    if (!sums || !m2s || !shift || !a || !b || !affine) {
       return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
     }
+    m2 = m2s;
     std::memcpy(shift, args.x, C * sizeof(float));
     float* const gamma = affine;
     float* const beta = affine + cp;
@@ -367,79 +368,59 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
       gamma[c] = args.gamma != nullptr ? args.gamma[c] : 1.0f;
       beta[c] = args.beta != nullptr ? args.beta[c] : 0.0f;
     }
-    float* const mean_f = rounded;
-    float* const invstd_f = rounded + cp;
     const double m = static_cast<double>(v.row_count);
-    // Statistics and coefficients of channels [c0, c0 + count), vectorised; a channel whose float lanes overflowed
-    // (or whose data is not finite) goes through finish_stats, which recomputes it in double.
-    auto finish_channels = [&](std::size_t c0, std::size_t count) {
-      k.finish_rows(sums + c0, m2s + c0, shift + c0, gamma + c0, beta + c0, count, m, args.eps, mean_f + c0,
-                    invstd_f + c0, a + c0, b + c0);
-      for (std::size_t c = c0; c < c0 + count; ++c) {
-        if (std::isfinite(sums[c]) && std::isfinite(m2s[c])) {
-          stats[c] = ChannelStats{shift[c] + sums[c] / m, m2s[c], mean_f[c], invstd_f[c], true};
-        } else {
-          stats[c] = finish_stats(Moments{m, sums[c], m2s[c]}, args.x, v, c, shift[c], args.eps);
-          const Coefficients co = fold_coefficients(args.gamma, args.beta, c, stats[c].mean_f, stats[c].invstd_f);
-          a[c] = co.a;
-          b[c] = co.b;
-        }
+    // Statistics and coefficients of every channel, vectorised; a channel whose float lanes overflowed (or whose
+    // data is not finite) goes through finish_stats, which recomputes it in double.
+    auto finish_channels = [&]() {
+      k.finish_rows(sums, m2s, shift, gamma, beta, C, m, args.eps, mean_d, mean_f, invstd_f, a, b);
+      for (std::size_t c = 0; c < C; ++c) {
+        if (std::isfinite(sums[c]) && std::isfinite(m2s[c])) continue;
+        const ChannelStats st = finish_stats(Moments{m, sums[c], m2s[c]}, args.x, v, c, shift[c], args.eps);
+        keep(c, st);
+        const Coefficients co = fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f);
+        a[c] = co.a;
+        b[c] = co.b;
       }
     };
     if (rt.chunks == 1) {
-      // Few rows: each channel block is normalised right after its statistics, in one team, while its rows are
-      // still in cache (the NHWC counterpart of the NCHW per-channel walk).
-      parallel_for(rt.items(), g.elements, [&](std::size_t i) {
-        const RowTiles::Tile t = rt.tile(i);
-        k.moments_rows(args.x + t.offset, t.walk, shift + t.c0, sums + t.c0, m2s + t.c0);
-        finish_channels(t.c0, t.walk.c);
-        k.affine_rows(args.x + t.offset, args.y + t.offset, t.walk, a + t.c0, b + t.c0, relu, stream);
-      });
+      // Few rows: normalised right after the statistics, while they are still in cache (the NHWC counterpart of
+      // the NCHW per-channel walk), on the calling thread.
+      k.moments_rows(args.x, RowWalk{v.row_count, C, C}, shift, sums, m2s);
+      finish_channels();
+      k.affine_rows(args.x, args.y, RowWalk{v.row_count, C, C}, a, b, relu, stream);
     } else {
       parallel_for(rt.items(), g.elements, [&](std::size_t i) {
         const RowTiles::Tile t = rt.tile(i);
-        const std::size_t at = t.chunk * cp + t.c0;
-        k.moments_rows(args.x + t.offset, t.walk, shift + t.c0, sums + at, m2s + at);
+        const std::size_t at = t.chunk * cp;
+        k.moments_rows(args.x + t.offset, t.walk, shift, sums + at, m2s + at);
       });
       // Chunks merge into chunk 0 in chunk order, all channels at once (the weights depend only on the row counts).
       for (std::size_t i = 1; i < rt.chunks; ++i) {
-        const ChanWeights<Baseline> weights(static_cast<double>(i * rt.rows_per_chunk),
-                                            static_cast<double>(rt.rows_of(i)));
-        const double* sum_i = sums + i * cp;
-        const double* m2_i = m2s + i * cp;
-        for (std::size_t c = 0; c < C; ++c) chan_merge(sums[c], m2s[c], sum_i[c], m2_i[c], weights);
+        k.merge_rows(sums, m2s, sums + i * cp, m2s + i * cp, C, static_cast<double>(i * rt.rows_per_chunk),
+                     static_cast<double>(rt.rows_of(i)));
       }
-      finish_channels(0, C);
+      finish_channels();
       parallel_for_backwards(rt.items(), g.elements, [&](std::size_t i) {
         const RowTiles::Tile t = rt.tile(i);
-        k.affine_rows(args.x + t.offset, args.y + t.offset, t.walk, a + t.c0, b + t.c0, relu, stream);
+        k.affine_rows(args.x + t.offset, args.y + t.offset, t.walk, a, b, relu, stream);
       });
     }
   }
 
   // Per-channel outputs. One bad batch must not poison the running statistics: channels whose statistics are not
   // finite keep theirs.
-  std::size_t first_bad = C;
-  const double momentum = args.momentum;
-  const double m = static_cast<double>(v.per_channel);
-  for (std::size_t c = 0; c < C; ++c) {
-    const ChannelStats& st = stats[c];
-    if (args.batch_mean != nullptr) args.batch_mean[c] = st.mean_f;
-    if (args.batch_invstd != nullptr) args.batch_invstd[c] = st.invstd_f;
-    if (!st.finite) {
-      if (first_bad == C) first_bad = c;
-      continue;
-    }
-    if (args.running_mean != nullptr) {
-      args.running_mean[c] = static_cast<float>((1.0 - momentum) * args.running_mean[c] + momentum * st.mean);
-      args.running_var[c] = static_cast<float>((1.0 - momentum) * args.running_var[c] + momentum * (st.m2 / (m - 1.0)));
-    }
+  if (args.batch_mean != nullptr) std::memcpy(args.batch_mean, mean_f, C * sizeof(float));
+  if (args.batch_invstd != nullptr) std::memcpy(args.batch_invstd, invstd_f, C * sizeof(float));
+  if (args.running_mean != nullptr) {
+    k.update_running(mean_d, m2, C, static_cast<double>(v.per_channel), args.momentum, args.running_mean,
+                     args.running_var);
   }
-  if (first_bad != C) {
+  for (std::size_t c = 0; c < C; ++c) {
+    if (std::isfinite(mean_d[c]) && std::isfinite(m2[c])) continue;
     return fail(SIMDNORM_NON_FINITE,
                 "%s: the statistics of channel %zu are not finite (NaN or Inf in x); its running statistics were left "
                 "unchanged",
-                fn, first_bad);
+                fn, c);
   }
   return SIMDNORM_SUCCESS;
 }
@@ -465,7 +446,7 @@ simdnorm_status apply_affine(const KernelTable& k, const Geometry& g, const floa
     const RowTiles rt = row_tiles(v);
     parallel_for(rt.items(), g.elements, [&](std::size_t i) {
       const RowTiles::Tile t = rt.tile(i);
-      k.affine_rows(x + t.offset, y + t.offset, t.walk, a + t.c0, b + t.c0, relu, stream);
+      k.affine_rows(x + t.offset, y + t.offset, t.walk, a, b, relu, stream);
     });
   }
   return SIMDNORM_SUCCESS;
@@ -623,7 +604,8 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
   const std::size_t cp = padded_channels(C);
   double* const sum_dy = scratch<double>(1, rt.chunks * cp, true);
   double* const sum_dy_xc = scratch<double>(2, rt.chunks * cp, true);
-  float* const arrays = scratch<float>(3, 7 * cp, true);  // mean, invstd, a, b, k_dy, mean_dy, mean_dy_xhat
+  // mean, invstd, a, b, k_dy, mean_dy, mean_dy_xhat, then gamma, beta (ones and zeros for NULL), dbeta, dgamma
+  float* const arrays = scratch<float>(3, 11 * cp, true);
   if (!sum_dy || !sum_dy_xc || !arrays) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
   float* const mean = arrays;
   float* const invstd = mean + cp;
@@ -632,43 +614,35 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
   float* const k_dy = fb + cp;
   float* const mean_dy = k_dy + cp;
   float* const mean_dy_xhat = mean_dy + cp;
+  float* const gamma = mean_dy_xhat + cp;
+  float* const beta = gamma + cp;
+  float* const dbeta = beta + cp;
+  float* const dgamma = dbeta + cp;
+  std::memcpy(mean, args.batch_mean, C * sizeof(float));
+  std::memcpy(invstd, args.batch_invstd, C * sizeof(float));
   for (std::size_t c = 0; c < C; ++c) {
-    const GradCoefficients probe = grad_coefficients(args, c, GradSums{0.0, 0.0}, m);
-    mean[c] = probe.mean;
-    invstd[c] = probe.invstd;
-    fa[c] = probe.a;
-    fb[c] = probe.b;
+    gamma[c] = args.gamma != nullptr ? args.gamma[c] : 1.0f;
+    beta[c] = args.beta != nullptr ? args.beta[c] : 0.0f;
   }
-  auto arrays_from = [&](std::size_t c0) {
-    return GradCoefficientArrays{mean + c0, invstd + c0, fa + c0, fb + c0, k_dy + c0, mean_dy + c0, mean_dy_xhat + c0};
-  };
-  auto finish_channel = [&](std::size_t c) {
-    const GradSums s{sum_dy[c], sum_dy_xc[c]};
-    write_param_grads(args, c, s);
-    const GradCoefficients co = grad_coefficients(args, c, s, m);
-    k_dy[c] = co.k_dy;
-    mean_dy[c] = co.mean_dy;
-    mean_dy_xhat[c] = co.mean_dy_xhat;
+  k.fold_saved_rows(mean, invstd, gamma, beta, C, fa, fb);
+  const GradCoefficientArrays coefficients{mean, invstd, fa, fb, k_dy, mean_dy, mean_dy_xhat};
+  auto finish_channels = [&]() {
+    k.grad_finish_rows(sum_dy, sum_dy_xc, invstd, gamma, C, m, dbeta, dgamma, k_dy, mean_dy, mean_dy_xhat);
+    if (args.dbeta != nullptr) std::memcpy(args.dbeta, dbeta, C * sizeof(float));
+    if (args.dgamma != nullptr) std::memcpy(args.dgamma, dgamma, C * sizeof(float));
   };
   if (rt.chunks == 1) {
-    // Few rows: both reductions, then dx, per channel block in one team while its rows are still in cache.
-    parallel_for(rt.items(), g.elements, [&](std::size_t i) {
-      const RowTiles::Tile t = rt.tile(i);
-      k.grad_sums_rows(args.x + t.offset, args.dy + t.offset, t.walk, arrays_from(t.c0), relu, sum_dy + t.c0,
-                       sum_dy_xc + t.c0);
-      for (std::size_t c = t.c0; c < t.c0 + t.walk.c; ++c) finish_channel(c);
-      if (args.dx != nullptr) {
-        k.grad_input_rows(args.x + t.offset, args.dy + t.offset, args.dx + t.offset, t.walk, arrays_from(t.c0),
-                          relu, stream);
-      }
-    });
+    // Few rows: both reductions, then dx while the rows are still in cache, on the calling thread.
+    const RowWalk walk{v.row_count, C, C};
+    k.grad_sums_rows(args.x, args.dy, walk, coefficients, relu, sum_dy, sum_dy_xc);
+    finish_channels();
+    if (args.dx != nullptr) k.grad_input_rows(args.x, args.dy, args.dx, walk, coefficients, relu, stream);
     return SIMDNORM_SUCCESS;
   }
   parallel_for(rt.items(), g.elements, [&](std::size_t i) {
     const RowTiles::Tile t = rt.tile(i);
-    const std::size_t at = t.chunk * cp + t.c0;
-    k.grad_sums_rows(args.x + t.offset, args.dy + t.offset, t.walk, arrays_from(t.c0), relu, sum_dy + at,
-                     sum_dy_xc + at);
+    const std::size_t at = t.chunk * cp;
+    k.grad_sums_rows(args.x + t.offset, args.dy + t.offset, t.walk, coefficients, relu, sum_dy + at, sum_dy_xc + at);
   });
   for (std::size_t i = 1; i < rt.chunks; ++i) {
     for (std::size_t c = 0; c < C; ++c) {
@@ -676,11 +650,11 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
       sum_dy_xc[c] += sum_dy_xc[i * cp + c];
     }
   }
-  for (std::size_t c = 0; c < C; ++c) finish_channel(c);
+  finish_channels();
   if (args.dx != nullptr) {
     parallel_for_backwards(rt.items(), g.elements, [&](std::size_t i) {
       const RowTiles::Tile t = rt.tile(i);
-      k.grad_input_rows(args.x + t.offset, args.dy + t.offset, args.dx + t.offset, t.walk, arrays_from(t.c0), relu,
+      k.grad_input_rows(args.x + t.offset, args.dy + t.offset, args.dx + t.offset, t.walk, coefficients, relu,
                         stream);
     });
   }

@@ -67,16 +67,34 @@ struct KernelTable {
   // Writes sum[c] and m2[c] (padded arrays) of rows × c values, each channel relative to shift[c]; count is rows.
   void (*moments_rows)(const float* x, const RowWalk& walk, const float* shift, double* sum, double* m2);
 
+  // Merges the moments of a set of nb rows (sum_b, m2_b) into those of the na rows before it (sum, m2), for
+  // channels [0, c) (padded arrays), with Chan's formula.
+  void (*merge_rows)(double* sum, double* m2, const double* sum_b, const double* m2_b, std::size_t c, double na,
+                     double nb);
+
   // Per-channel statistics and coefficients of channels [0, c), vectorised over channels (padded arrays): in double,
   // mean = shift + sum/m, var = m2/m, invstd = 1/sqrt(var + eps); each rounded to float, then a = gamma*invstd and
   // b = beta - mean*a from the rounded values, exactly as fold_coefficients rounds them.
+  // mean_d receives the double mean, for the running statistics.
   void (*finish_rows)(const double* sum, const double* m2, const float* shift, const float* gamma, const float* beta,
-                      std::size_t c, double m, double eps, float* mean, float* invstd, float* a, float* b);
+                      std::size_t c, double m, double eps, double* mean_d, float* mean, float* invstd, float* a,
+                      float* b);
+
+  // Running statistics of channels [0, c): running = (1 − momentum)*running + momentum*batch, with the unbiased
+  // variance m2/(m − 1), in double, rounded once. A channel whose mean or m2 is not finite keeps its running values.
+  // mean and m2 are padded arrays; running_mean and running_var hold exactly c floats (masked tails).
+  void (*update_running)(const double* mean, const double* m2, std::size_t c, double m, double momentum,
+                         float* running_mean, float* running_var);
 
   // Inference folding of channels [0, c) (padded arrays): invstd = 1/sqrt(var + eps) in double, a = gamma*invstd
   // and b = beta - mean*a, rounded exactly as fold_coefficients rounds them.
   void (*fold_rows)(const float* mean, const float* var, const float* gamma, const float* beta, std::size_t c,
                     double eps, float* a, float* b);
+
+  // The forward coefficients a = gamma*invstd and b = beta - mean*a of saved statistics (padded arrays), rounded
+  // exactly as fold_coefficients rounds them: backward recomputes the forward output for the ReLU mask with them.
+  void (*fold_saved_rows)(const float* mean, const float* invstd, const float* gamma, const float* beta,
+                          std::size_t c, float* a, float* b);
 
   // y = a*x + b, optionally ReLU (x <= 0 -> +0, NaN kept). y may equal x. With `stream`, the kernels write
   // whole vectors with non-temporal stores (the output of a tensor larger than the cache is not read back soon, so
@@ -91,6 +109,13 @@ struct KernelTable {
                         double* sum_dy, double* sum_dy_xc);
   void (*grad_sums_rows)(const float* x, const float* dy, const RowWalk& walk, const GradCoefficientArrays& k,
                          bool relu, double* sum_dy, double* sum_dy_xc);
+
+  // Parameter gradients and dx coefficients of channels [0, c) from the merged sums (padded arrays), in double,
+  // each rounded once: dbeta = Σdy', dgamma = Σdy'(x − mean)*invstd, k_dy = gamma*invstd, mean_dy = Σdy'/m,
+  // mean_dy_xhat = Σdy'(x − mean)*invstd/m.
+  void (*grad_finish_rows)(const double* sum_dy, const double* sum_dy_xc, const float* invstd, const float* gamma,
+                           std::size_t c, double m, float* dbeta, float* dgamma, float* k_dy, float* mean_dy,
+                           float* mean_dy_xhat);
 
   // dx from dy (dx may equal dy).
   void (*grad_input_run)(const float* x, const float* dy, float* dx, const RunWalk& walk, const GradCoefficients& k,

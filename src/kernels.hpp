@@ -93,11 +93,20 @@ struct Kernels {
 
   static Moments moments_run(const float* x, const RunWalk& walk, float shift);
   static void moments_rows(const float* x, const RowWalk& walk, const float* shift, double* sum, double* m2);
+  static void merge_rows(double* sum, double* m2, const double* sum_b, const double* m2_b, std::size_t c, double na,
+                         double nb);
   static void finish_rows(const double* sum, const double* m2, const float* shift, const float* gamma,
-                          const float* beta, std::size_t c, double m, double eps, float* mean, float* invstd,
-                          float* a, float* b);
+                          const float* beta, std::size_t c, double m, double eps, double* mean_d, float* mean,
+                          float* invstd, float* a, float* b);
+  static void update_running(const double* mean, const double* m2, std::size_t c, double m, double momentum,
+                             float* running_mean, float* running_var);
   static void fold_rows(const float* mean, const float* var, const float* gamma, const float* beta, std::size_t c,
                         double eps, float* a, float* b);
+  static void fold_saved_rows(const float* mean, const float* invstd, const float* gamma, const float* beta,
+                              std::size_t c, float* a, float* b);
+  static void grad_finish_rows(const double* sum_dy, const double* sum_dy_xc, const float* invstd,
+                               const float* gamma, std::size_t c, double m, float* dbeta, float* dgamma, float* k_dy,
+                               float* mean_dy, float* mean_dy_xhat);
   static void affine_run(const float* x, float* y, const RunWalk& walk, float a, float b, bool relu, bool stream);
   static void affine_rows(const float* x, float* y, const RowWalk& walk, const float* a, const float* b, bool relu,
                           bool stream);
@@ -111,8 +120,9 @@ struct Kernels {
                               const GradCoefficientArrays& k, bool relu, bool stream);
 
   static constexpr KernelTable table(const char* name) {
-    return KernelTable{name,           &moments_run,    &moments_rows,   &finish_rows,    &fold_rows, &affine_run,
-                       &affine_rows,   &grad_sums_run,  &grad_sums_rows, &grad_input_run, &grad_input_rows};
+    return KernelTable{name,           &moments_run,      &moments_rows,   &merge_rows,     &finish_rows,    &update_running,
+                       &fold_rows,     &fold_saved_rows,  &affine_run,     &affine_rows,    &grad_sums_run,
+                       &grad_sums_rows, &grad_finish_rows, &grad_input_run, &grad_input_rows};
   }
 
  private:
@@ -229,6 +239,20 @@ struct Kernels {
     st.m2_lo.store_unaligned(m2);
     st.m2_hi.store_unaligned(m2 + H);
     return merge_equal_sets<Arch>(sum, m2, used, n);
+  }
+
+  // Rounds v to float, stores its H lanes at out, and returns the double holding exactly what was stored.
+  static D rounded(D v, float* out) {
+    const F f = Native::narrow(v);
+    Native::store_first(out, f, H);
+    return Native::widen_lo(f);
+  }
+
+  // a = gamma*invstd and b = beta − mean*a for H channels, in double from the float inputs, each rounded once, b
+  // from the rounded a (the roundings of fold_coefficients).
+  static void fold_lanes(const float* mean, D invstd, const float* gamma, const float* beta, float* a, float* b) {
+    const D a_r = rounded(Native::widen_lo(F::load_unaligned(gamma)) * invstd, a);
+    rounded(Native::widen_lo(F::load_unaligned(beta)) - Native::widen_lo(F::load_unaligned(mean)) * a_r, b);
   }
 
   static void add_widened(D& lo, D& hi, F v) {
@@ -413,38 +437,84 @@ void Kernels<Arch>::moments_rows(const float* x, const RowWalk& walk, const floa
   if (left & 1) update(r, std::integral_constant<std::size_t, 1>{});
 }
 
+// Per-channel arithmetic, H channels a step in double lanes over padded arrays (reading up to H lanes past c is
+// within the padding; what those lanes compute is never used).
+
+template <class Arch>
+void Kernels<Arch>::merge_rows(double* sum, double* m2, const double* sum_b, const double* m2_b, std::size_t c,
+                               double na, double nb) {
+  const ChanWeights<Arch, D> weights(na, nb);
+  for (std::size_t j = 0; j < c; j += H) {
+    D s = D::load_unaligned(sum + j), q = D::load_unaligned(m2 + j);
+    chan_merge(s, q, D::load_unaligned(sum_b + j), D::load_unaligned(m2_b + j), weights);
+    s.store_unaligned(sum + j);
+    q.store_unaligned(m2 + j);
+  }
+}
+
 template <class Arch>
 void Kernels<Arch>::fold_rows(const float* mean, const float* var, const float* gamma, const float* beta,
                               std::size_t c, double eps, float* a, float* b) {
   const D veps(eps), one(1.0);
   for (std::size_t j = 0; j < c; j += H) {
     const D invstd = one / xsimd::sqrt(Native::widen_lo(F::load_unaligned(var + j)) + veps);
-    const F a_f = Native::narrow(Native::widen_lo(F::load_unaligned(gamma + j)) * invstd);
-    Native::store_first(a + j, a_f, H);
-    const D shift = Native::widen_lo(F::load_unaligned(beta + j)) -
-                    Native::widen_lo(F::load_unaligned(mean + j)) * Native::widen_lo(a_f);
-    Native::store_first(b + j, Native::narrow(shift), H);
+    fold_lanes(mean + j, invstd, gamma + j, beta + j, a + j, b + j);
+  }
+}
+
+template <class Arch>
+void Kernels<Arch>::fold_saved_rows(const float* mean, const float* invstd, const float* gamma, const float* beta,
+                                    std::size_t c, float* a, float* b) {
+  for (std::size_t j = 0; j < c; j += H) {
+    fold_lanes(mean + j, Native::widen_lo(F::load_unaligned(invstd + j)), gamma + j, beta + j, a + j, b + j);
   }
 }
 
 template <class Arch>
 void Kernels<Arch>::finish_rows(const double* sum, const double* m2, const float* shift, const float* gamma,
-                                const float* beta, std::size_t c, double m, double eps, float* mean, float* invstd,
-                                float* a, float* b) {
+                                const float* beta, std::size_t c, double m, double eps, double* mean_d, float* mean,
+                                float* invstd, float* a, float* b) {
   const D vm(m), veps(eps), one(1.0);
-  // Rounds to float and back: the double holding exactly the float that is stored.
-  auto rounded = [](D v, float* out) {
-    const F f = Native::narrow(v);
-    Native::store_first(out, f, H);
-    return Native::widen_lo(f);
-  };
   for (std::size_t j = 0; j < c; j += H) {
-    const D mean_d = Native::widen_lo(F::load_unaligned(shift + j)) + D::load_unaligned(sum + j) / vm;
+    const D mu = Native::widen_lo(F::load_unaligned(shift + j)) + D::load_unaligned(sum + j) / vm;
+    mu.store_unaligned(mean_d + j);
     const D var = D::load_unaligned(m2 + j) / vm;
-    const D mean_r = rounded(mean_d, mean + j);
+    Native::store_first(mean + j, Native::narrow(mu), H);
     const D invstd_r = rounded(one / xsimd::sqrt(var + veps), invstd + j);
-    const D a_r = rounded(Native::widen_lo(F::load_unaligned(gamma + j)) * invstd_r, a + j);
-    rounded(Native::widen_lo(F::load_unaligned(beta + j)) - mean_r * a_r, b + j);
+    fold_lanes(mean + j, invstd_r, gamma + j, beta + j, a + j, b + j);
+  }
+}
+
+template <class Arch>
+void Kernels<Arch>::update_running(const double* mean, const double* m2, std::size_t c, double m, double momentum,
+                                   float* running_mean, float* running_var) {
+  const D keep(1.0 - momentum), take(momentum), unbiased(m - 1.0);
+  for (std::size_t j = 0; j < c; j += H) {
+    const std::size_t n = c - j < H ? c - j : H;
+    const D mu = D::load_unaligned(mean + j), q = D::load_unaligned(m2 + j);
+    const auto finite = xsimd::isfinite(mu) & xsimd::isfinite(q);
+    const D rm = Native::widen_lo(Native::load_first(running_mean + j, n));
+    const D rv = Native::widen_lo(Native::load_first(running_var + j, n));
+    Native::store_first(running_mean + j, Native::narrow(xsimd::select(finite, keep * rm + take * mu, rm)), n);
+    Native::store_first(running_var + j, Native::narrow(xsimd::select(finite, keep * rv + take * (q / unbiased), rv)),
+                        n);
+  }
+}
+
+template <class Arch>
+void Kernels<Arch>::grad_finish_rows(const double* sum_dy, const double* sum_dy_xc, const float* invstd,
+                                     const float* gamma, std::size_t c, double m, float* dbeta, float* dgamma,
+                                     float* k_dy, float* mean_dy, float* mean_dy_xhat) {
+  const D inv_m(1.0 / m);
+  for (std::size_t j = 0; j < c; j += H) {
+    const D s1 = D::load_unaligned(sum_dy + j), s2 = D::load_unaligned(sum_dy_xc + j);
+    const D is = Native::widen_lo(F::load_unaligned(invstd + j));
+    const D s2_is = s2 * is;
+    Native::store_first(dbeta + j, Native::narrow(s1), H);
+    Native::store_first(dgamma + j, Native::narrow(s2_is), H);
+    Native::store_first(k_dy + j, Native::narrow(Native::widen_lo(F::load_unaligned(gamma + j)) * is), H);
+    Native::store_first(mean_dy + j, Native::narrow(s1 * inv_m), H);
+    Native::store_first(mean_dy_xhat + j, Native::narrow(s2_is * inv_m), H);
   }
 }
 
