@@ -32,6 +32,9 @@ struct Native<xsimd::avx512f> {
   static void store_first(float* p, F v, std::size_t k) { _mm512_mask_storeu_ps(p, mask(k), v); }
   static void stream(float* p, F v) { _mm512_stream_ps(p, v); }
   static F narrow(D v) { return _mm512_castps256_ps512(_mm512_cvtpd_ps(v)); }  // into the low H lanes
+  static F narrow2(D lo, D hi) {  // lo into the low H lanes, hi into the high ones
+    return _mm512_castpd_ps(_mm512_insertf64x4(_mm512_castps_pd(narrow(lo)), _mm256_castps_pd(_mm512_cvtpd_ps(hi)), 1));
+  }
   static D widen_lo(F v) { return _mm512_cvtps_pd(_mm512_castps512_ps256(v)); }
   static D widen_hi(F v) {
     return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
@@ -51,6 +54,7 @@ struct Native<xsimd::fma3<xsimd::avx2>> {
   static void store_first(float* p, F v, std::size_t k) { _mm256_maskstore_ps(p, mask(k), v); }
   static void stream(float* p, F v) { _mm256_stream_ps(p, v); }
   static F narrow(D v) { return _mm256_castps128_ps256(_mm256_cvtpd_ps(v)); }
+  static F narrow2(D lo, D hi) { return _mm256_insertf128_ps(narrow(lo), _mm256_cvtpd_ps(hi), 1); }
   static D widen_lo(F v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); }
   static D widen_hi(F v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); }
 };
@@ -74,6 +78,7 @@ struct Native<xsimd::sse2> {
   }
   static void stream(float* p, F v) { _mm_stream_ps(p, v); }
   static F narrow(D v) { return _mm_cvtpd_ps(v); }
+  static F narrow2(D lo, D hi) { return _mm_movelh_ps(_mm_cvtpd_ps(lo), _mm_cvtpd_ps(hi)); }
   static D widen_lo(F v) { return _mm_cvtps_pd(v); }
   static D widen_hi(F v) { return _mm_cvtps_pd(_mm_movehl_ps(v, v)); }
 };
@@ -241,18 +246,31 @@ struct Kernels {
     return merge_equal_sets<Arch>(sum, m2, used, n);
   }
 
-  // Rounds v to float, stores its H lanes at out, and returns the double holding exactly what was stored.
-  static D rounded(D v, float* out) {
-    const F f = Native::narrow(v);
-    Native::store_first(out, f, H);
-    return Native::widen_lo(f);
+  // The W float lanes of one vector as two double vectors: the per-channel kernels compute in double, W channels a
+  // step, and round each result once back into one float vector that is stored whole. (Masked stores of H lanes
+  // instead stalled the wider loads that read them back.)
+  struct Wide {
+    D lo, hi;
+  };
+  static Wide widen(F v) { return Wide{Native::widen_lo(v), Native::widen_hi(v)}; }
+  static Wide load_wide(const double* p) { return Wide{D::load_unaligned(p), D::load_unaligned(p + H)}; }
+  static void store_wide(double* p, const Wide& v) {
+    v.lo.store_unaligned(p);
+    v.hi.store_unaligned(p + H);
+  }
+  static F narrow(const Wide& v) { return Native::narrow2(v.lo, v.hi); }
+  // op applied to the low halves, then to the high halves, of its Wide arguments.
+  template <class Op, class... Args>
+  static Wide each(const Op& op, const Args&... args) {
+    return Wide{op(args.lo...), op(args.hi...)};
   }
 
-  // a = gamma*invstd and b = beta − mean*a for H channels, in double from the float inputs, each rounded once, b
-  // from the rounded a (the roundings of fold_coefficients).
-  static void fold_lanes(const float* mean, D invstd, const float* gamma, const float* beta, float* a, float* b) {
-    const D a_r = rounded(Native::widen_lo(F::load_unaligned(gamma)) * invstd, a);
-    rounded(Native::widen_lo(F::load_unaligned(beta)) - Native::widen_lo(F::load_unaligned(mean)) * a_r, b);
+  // a = gamma*invstd and b = beta − mean*a for W channels, in double, each rounded once, b from the rounded a (the
+  // roundings of fold_coefficients).
+  static void fold_wide(F mean, const Wide& invstd, F gamma, F beta, float* a, float* b) {
+    const F a_r = narrow(each([](D g, D is) { return g * is; }, widen(gamma), invstd));
+    a_r.store_unaligned(a);
+    narrow(each([](D bt, D mu, D ar) { return bt - mu * ar; }, widen(beta), widen(mean), widen(a_r))).store_unaligned(b);
   }
 
   static void add_widened(D& lo, D& hi, F v) {
@@ -437,8 +455,8 @@ void Kernels<Arch>::moments_rows(const float* x, const RowWalk& walk, const floa
   if (left & 1) update(r, std::integral_constant<std::size_t, 1>{});
 }
 
-// Per-channel arithmetic, H channels a step in double lanes over padded arrays (reading up to H lanes past c is
-// within the padding; what those lanes compute is never used).
+// Per-channel arithmetic, vectorised over channels: padded arrays (whole vectors from any j < c stay within the
+// padding; what the lanes past c compute is never used), W channels a step.
 
 template <class Arch>
 void Kernels<Arch>::merge_rows(double* sum, double* m2, const double* sum_b, const double* m2_b, std::size_t c,
@@ -456,17 +474,19 @@ template <class Arch>
 void Kernels<Arch>::fold_rows(const float* mean, const float* var, const float* gamma, const float* beta,
                               std::size_t c, double eps, float* a, float* b) {
   const D veps(eps), one(1.0);
-  for (std::size_t j = 0; j < c; j += H) {
-    const D invstd = one / xsimd::sqrt(Native::widen_lo(F::load_unaligned(var + j)) + veps);
-    fold_lanes(mean + j, invstd, gamma + j, beta + j, a + j, b + j);
+  for (std::size_t j = 0; j < c; j += W) {
+    const Wide invstd = each([&](D v) { return one / xsimd::sqrt(v + veps); }, widen(F::load_unaligned(var + j)));
+    fold_wide(F::load_unaligned(mean + j), invstd, F::load_unaligned(gamma + j), F::load_unaligned(beta + j), a + j,
+              b + j);
   }
 }
 
 template <class Arch>
 void Kernels<Arch>::fold_saved_rows(const float* mean, const float* invstd, const float* gamma, const float* beta,
                                     std::size_t c, float* a, float* b) {
-  for (std::size_t j = 0; j < c; j += H) {
-    fold_lanes(mean + j, Native::widen_lo(F::load_unaligned(invstd + j)), gamma + j, beta + j, a + j, b + j);
+  for (std::size_t j = 0; j < c; j += W) {
+    fold_wide(F::load_unaligned(mean + j), widen(F::load_unaligned(invstd + j)), F::load_unaligned(gamma + j),
+              F::load_unaligned(beta + j), a + j, b + j);
   }
 }
 
@@ -475,13 +495,14 @@ void Kernels<Arch>::finish_rows(const double* sum, const double* m2, const float
                                 const float* beta, std::size_t c, double m, double eps, double* mean_d, float* mean,
                                 float* invstd, float* a, float* b) {
   const D vm(m), veps(eps), one(1.0);
-  for (std::size_t j = 0; j < c; j += H) {
-    const D mu = Native::widen_lo(F::load_unaligned(shift + j)) + D::load_unaligned(sum + j) / vm;
-    mu.store_unaligned(mean_d + j);
-    const D var = D::load_unaligned(m2 + j) / vm;
-    Native::store_first(mean + j, Native::narrow(mu), H);
-    const D invstd_r = rounded(one / xsimd::sqrt(var + veps), invstd + j);
-    fold_lanes(mean + j, invstd_r, gamma + j, beta + j, a + j, b + j);
+  for (std::size_t j = 0; j < c; j += W) {
+    const Wide mu = each([&](D k, D s) { return k + s / vm; }, widen(F::load_unaligned(shift + j)), load_wide(sum + j));
+    store_wide(mean_d + j, mu);
+    const F mean_r = narrow(mu);
+    mean_r.store_unaligned(mean + j);
+    const F invstd_r = narrow(each([&](D q) { return one / xsimd::sqrt(q / vm + veps); }, load_wide(m2 + j)));
+    invstd_r.store_unaligned(invstd + j);
+    fold_wide(mean_r, widen(invstd_r), F::load_unaligned(gamma + j), F::load_unaligned(beta + j), a + j, b + j);
   }
 }
 
@@ -489,15 +510,22 @@ template <class Arch>
 void Kernels<Arch>::update_running(const double* mean, const double* m2, std::size_t c, double m, double momentum,
                                    float* running_mean, float* running_var) {
   const D keep(1.0 - momentum), take(momentum), unbiased(m - 1.0);
-  for (std::size_t j = 0; j < c; j += H) {
-    const std::size_t n = c - j < H ? c - j : H;
-    const D mu = D::load_unaligned(mean + j), q = D::load_unaligned(m2 + j);
-    const auto finite = xsimd::isfinite(mu) & xsimd::isfinite(q);
-    const D rm = Native::widen_lo(Native::load_first(running_mean + j, n));
-    const D rv = Native::widen_lo(Native::load_first(running_var + j, n));
-    Native::store_first(running_mean + j, Native::narrow(xsimd::select(finite, keep * rm + take * mu, rm)), n);
-    Native::store_first(running_var + j, Native::narrow(xsimd::select(finite, keep * rv + take * (q / unbiased), rv)),
-                        n);
+  for (std::size_t j = 0; j < c; j += W) {
+    // running_mean and running_var are the caller's arrays of exactly c floats: the last step is masked.
+    const std::size_t n = c - j < W ? c - j : W;
+    auto load = [&](const float* p) { return n == W ? F::load_unaligned(p) : Native::load_first(p, n); };
+    auto store = [&](float* p, F v) { n == W ? v.store_unaligned(p) : Native::store_first(p, v, n); };
+    const Wide mu = load_wide(mean + j), q = load_wide(m2 + j);
+    const F rm = narrow(each(
+        [&](D r, D u, D q2) { return xsimd::select(xsimd::isfinite(u) & xsimd::isfinite(q2), keep * r + take * u, r); },
+        widen(load(running_mean + j)), mu, q));
+    const F rv = narrow(each(
+        [&](D r, D u, D q2) {
+          return xsimd::select(xsimd::isfinite(u) & xsimd::isfinite(q2), keep * r + take * (q2 / unbiased), r);
+        },
+        widen(load(running_var + j)), mu, q));
+    store(running_mean + j, rm);
+    store(running_var + j, rv);
   }
 }
 
@@ -506,15 +534,14 @@ void Kernels<Arch>::grad_finish_rows(const double* sum_dy, const double* sum_dy_
                                      const float* gamma, std::size_t c, double m, float* dbeta, float* dgamma,
                                      float* k_dy, float* mean_dy, float* mean_dy_xhat) {
   const D inv_m(1.0 / m);
-  for (std::size_t j = 0; j < c; j += H) {
-    const D s1 = D::load_unaligned(sum_dy + j), s2 = D::load_unaligned(sum_dy_xc + j);
-    const D is = Native::widen_lo(F::load_unaligned(invstd + j));
-    const D s2_is = s2 * is;
-    Native::store_first(dbeta + j, Native::narrow(s1), H);
-    Native::store_first(dgamma + j, Native::narrow(s2_is), H);
-    Native::store_first(k_dy + j, Native::narrow(Native::widen_lo(F::load_unaligned(gamma + j)) * is), H);
-    Native::store_first(mean_dy + j, Native::narrow(s1 * inv_m), H);
-    Native::store_first(mean_dy_xhat + j, Native::narrow(s2_is * inv_m), H);
+  for (std::size_t j = 0; j < c; j += W) {
+    const Wide s1 = load_wide(sum_dy + j), is = widen(F::load_unaligned(invstd + j));
+    const Wide s2_is = each([](D s2, D i) { return s2 * i; }, load_wide(sum_dy_xc + j), is);
+    narrow(s1).store_unaligned(dbeta + j);
+    narrow(s2_is).store_unaligned(dgamma + j);
+    narrow(each([](D g, D i) { return g * i; }, widen(F::load_unaligned(gamma + j)), is)).store_unaligned(k_dy + j);
+    narrow(each([&](D s) { return s * inv_m; }, s1)).store_unaligned(mean_dy + j);
+    narrow(each([&](D s) { return s * inv_m; }, s2_is)).store_unaligned(mean_dy_xhat + j);
   }
 }
 
