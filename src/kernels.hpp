@@ -9,6 +9,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <utility>
 #include <xsimd/xsimd.hpp>
 
 #include "kernel_table.hpp"
@@ -235,6 +236,60 @@ struct Kernels {
     if (count & 1) merge_block<1>(st, n, v + i);
   }
 
+  // A channel of one short run (a batch of one 7x7 or 14x14 image), whole in registers: its sum, then its M2 about
+  // its own mean, from the registers (one read of memory, and two passes, the most accurate form there is). The
+  // blocked recurrence spent more on merging its lanes than on the data here. Count is the number of vectors, the
+  // last one holding `tail` values (W when full), so that every loop unrolls and v[] stays in registers.
+  static constexpr std::size_t kShortVectors = 2 * U;
+  template <std::size_t Count>
+  static Moments moments_short(const float* x, std::size_t len, F k) {
+    const std::size_t tail = len - (Count - 1) * W;
+    F v[Count];
+    for (std::size_t i = 0; i + 1 < Count; ++i) v[i] = F::load_unaligned(x + i * W) - k;
+    const auto in_tail = lane_index() < F(static_cast<float>(tail));
+    // Lanes past len: 0 after the shift, so they add nothing to the sum.
+    v[Count - 1] = xsimd::select(in_tail, Native::load_first(x + (Count - 1) * W, tail) - k, F(0.0f));
+    const double n = static_cast<double>(len);
+    const double sum = pairwise_total(v);
+    const float mean = static_cast<float>(sum / n);  // rounded: corrected for below
+    F d2[Count];
+    for (std::size_t i = 0; i < Count; ++i) {
+      const F d = v[i] - F(mean);
+      d2[i] = d * d;
+    }
+    d2[Count - 1] = xsimd::select(in_tail, d2[Count - 1], F(0.0f));
+    // Σ(v − m̃)² = M2 + n(m̃ − mean)²: take off what the rounding of the mean added.
+    const double off = static_cast<double>(mean) - sum / n;
+    const double m2 = pairwise_total(d2) - n * off * off;
+    return Moments{n, sum, m2 < 0.0 ? 0.0 : m2};  // NaN passes
+  }
+  // Σ of the vectors, pairwise in float (a tree fixed at compile time, so everything stays in registers), then of
+  // the lanes in double.
+  template <std::size_t Begin, std::size_t Count, std::size_t N>
+  static F tree_sum(const F (&v)[N]) {
+    if constexpr (Count == 1) {
+      return v[Begin];
+    } else {
+      return tree_sum<Begin, Count / 2>(v) + tree_sum<Begin + Count / 2, Count - Count / 2>(v);
+    }
+  }
+  template <std::size_t Count>
+  static double pairwise_total(const F (&v)[Count]) {
+    const F t = tree_sum<0, Count>(v);
+    return xsimd::hadd(Native::widen_lo(t) + Native::widen_hi(t));
+  }
+  template <std::size_t... I>
+  static Moments moments_short_dispatch(const float* x, std::size_t len, F k, std::index_sequence<I...>) {
+    Moments result{0.0, 0.0, 0.0};
+    const std::size_t count = (len + W - 1) / W;
+    ((count == I + 1 ? (result = moments_short<I + 1>(x, len, k), true) : false) || ...);
+    return result;
+  }
+  static F lane_index() {
+    alignas(64) static constexpr float kLanes[16] = {0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15};
+    return F::load_aligned(kLanes);
+  }
+
   // Moments of the first `used` lanes of a lane state (n values each).
   static Moments lane_moments(const Lanes& st, double n, std::size_t used) {
     alignas(64) double sum[W];
@@ -377,6 +432,9 @@ struct Kernels {
 template <class Arch>
 Moments Kernels<Arch>::moments_run(const float* x, const RunWalk& walk, float shift) {
   const F k(shift);
+  if (walk.begin == 0 && walk.end == walk.len && walk.len <= kShortVectors * W) {
+    return moments_short_dispatch(x, walk.len, k, std::make_index_sequence<kShortVectors>{});
+  }
   // Whole vectors feed `lanes` in blocks of U, read straight from memory where a run has U of them left and
   // otherwise collected across runs (short NCHW runs such as 7x7 = 49 floats have only 3). The partial vector that
   // ends each whole run always fills the same first `tail_len` lanes, so those are blocked across runs too, into
