@@ -22,6 +22,11 @@ struct Baseline {};  // instantiation tag of the shared arithmetic templates in 
 
 // ---- Partitioning: constants of the shape, never of the thread count. ----
 
+// NCHW channels of up to this many floats go kChannelGroup at a time, so that their per-channel arithmetic runs
+// vectorised across the group (a multiple of the widest vector, so groups never share one); a group is at most
+// 256 KiB, normalised while it is still in L2.
+constexpr std::size_t kGroupedChannelFloats = 4096;
+constexpr std::size_t kChannelGroup = 16;
 // An NCHW channel of up to this many floats (4 MiB) is one work item: normalised right after its statistics while
 // its data is still in L2/L3, so training costs about one read-modify-write pass. Larger channels are cut into
 // chunks of this size whose moments merge in chunk order.
@@ -259,7 +264,7 @@ ChannelStats finish_stats(const Moments& moments, const float* x, const View& v,
     m2 = 0.0;
     for_each_value(x, v, c, [&](float value) { m2 += (value - mean) * (value - mean); });
   }
-  const double var = m2 * (1.0 / m);
+  const double var = m2 / m;  // as finish_rows computes it
   ChannelStats st;
   st.mean = mean;
   st.m2 = m2;
@@ -297,113 +302,124 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
   const std::size_t cp = padded_channels(C);
   const bool stream = streams(args.x, args.y, g.elements);
 
-  // Per-channel results, as padded arrays for the vectorised epilogue: the mean and M2 in double, the mean and
-  // invstd as float. Row walks merge their M2 in place (m2 then points into their partials).
+  // Per-channel work goes through padded arrays, vectorised over channels: the sums (relative to shift) and M2 of
+  // each channel, the mean in double and float, invstd, gamma and beta (ones and zeros for NULL), a and b.
   double* const mean_d = scratch<double>(0, cp, true);
+  float* const shift = scratch<float>(3, cp, true);
+  float* const coeffs = scratch<float>(4, 2 * cp, true);
+  float* const affine = scratch<float>(5, 2 * cp, true);
   float* const rounded = scratch<float>(7, 2 * cp, true);
-  if (!mean_d || !rounded) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
+  if (!mean_d || !shift || !coeffs || !affine || !rounded) {
+    return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
+  }
+  float* const a = coeffs;
+  float* const b = coeffs + cp;
+  float* const gamma = affine;
+  float* const beta = affine + cp;
   float* const mean_f = rounded;
   float* const invstd_f = rounded + cp;
+  for (std::size_t c = 0; c < C; ++c) {
+    gamma[c] = args.gamma != nullptr ? args.gamma[c] : 1.0f;
+    beta[c] = args.beta != nullptr ? args.beta[c] : 0.0f;
+    shift[c] = channel_shift(args.x, v, c);
+  }
+  const double m = static_cast<double>(v.per_channel);
+  double* sums = nullptr;  // per chunk of rows for row walks; chunk 0 ends up holding the merged moments
   double* m2 = nullptr;
-  auto keep = [&](std::size_t c, const ChannelStats& st) {
+  // Statistics and coefficients of channels [c0, c0 + count) from sums and m2, vectorised; a channel whose float
+  // lanes overflowed (or whose data is not finite) goes through finish_stats, which recomputes it in double.
+  auto finish_channel = [&](std::size_t c) {
+    const ChannelStats st = finish_stats(Moments{m, sums[c], m2[c]}, args.x, v, c, shift[c], args.eps);
     mean_d[c] = st.mean;
     m2[c] = st.m2;
     mean_f[c] = st.mean_f;
     invstd_f[c] = st.invstd_f;
+    const Coefficients co = fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f);
+    a[c] = co.a;
+    b[c] = co.b;
+  };
+  // The vector steps write whole vectors from c0: callers pass c0 a multiple of kMaxLanes and own the channels up
+  // to the next multiple (or the padding).
+  auto finish_channels = [&](std::size_t c0, std::size_t count) {
+    k.finish_rows(sums + c0, m2 + c0, shift + c0, gamma + c0, beta + c0, count, m, args.eps, mean_d + c0,
+                  mean_f + c0, invstd_f + c0, a + c0, b + c0);
+    for (std::size_t c = c0; c < c0 + count; ++c) {
+      if (!std::isfinite(sums[c]) || !std::isfinite(m2[c])) finish_channel(c);
+    }
   };
 
   if (!v.rows) {
-    m2 = scratch<double>(1, cp, true);
-    if (!m2) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
     const std::size_t chunks = run_chunks(v);
+    sums = scratch<double>(1, cp, true);
+    m2 = scratch<double>(2, cp, true);
+    Moments* const partial = chunks > 1 ? scratch<Moments>(6, C * chunks) : nullptr;
+    if (!sums || !m2 || (chunks > 1 && !partial)) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
+    auto keep = [&](std::size_t c, const Moments& moments) {
+      sums[c] = moments.sum;
+      m2[c] = moments.m2;
+    };
     if (chunks == 1) {
-      // Statistics, then normalisation of the same channel while it is still in cache.
-      parallel_for(C, g.elements, [&](std::size_t c) {
-        const float* xc = args.x + c * v.channel_stride;
-        float* yc = args.y + c * v.channel_stride;
-        const float shift = xc[0];
-        const RunWalk walk = run_walk(v, 0, 1);
-        const ChannelStats st = finish_stats(k.moments_run(xc, walk, shift), args.x, v, c, shift, args.eps);
-        keep(c, st);
-        const Coefficients co = fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f);
-        k.affine_run(xc, yc, walk, co.a, co.b, relu, stream);
+      // Statistics, then normalisation of the same channels while they are still in cache, kChannelGroup channels
+      // at a time when they are short (their per-channel arithmetic then runs vectorised), else one at a time.
+      const std::size_t group = v.per_channel <= kGroupedChannelFloats ? kChannelGroup : 1;
+      const RunWalk walk = run_walk(v, 0, 1);
+      parallel_for((C + group - 1) / group, g.elements, [&](std::size_t i) {
+        const std::size_t c0 = i * group;
+        const std::size_t count = C - c0 < group ? C - c0 : group;
+        for (std::size_t c = c0; c < c0 + count; ++c) {
+          keep(c, k.moments_run(args.x + c * v.channel_stride, walk, shift[c]));
+        }
+        if (group == kChannelGroup) {
+          finish_channels(c0, count);
+        } else {
+          finish_channel(c0);  // one long channel: its arithmetic, in scalar, costs nothing next to its data
+        }
+        for (std::size_t c = c0; c < c0 + count; ++c) {
+          const std::size_t at = c * v.channel_stride;
+          k.affine_run(args.x + at, args.y + at, walk, a[c], b[c], relu, stream);
+        }
       });
     } else {
-      Moments* const partial = scratch<Moments>(2, C * chunks);
-      Coefficients* const coeffs = scratch<Coefficients>(3, C);
-      if (!partial || !coeffs) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
       parallel_for(C * chunks, g.elements, [&](std::size_t i) {
         const std::size_t c = i / chunks;
-        const float* xc = args.x + c * v.channel_stride;
-        partial[i] = k.moments_run(xc, run_walk(v, i % chunks, chunks), xc[0]);
+        partial[i] = k.moments_run(args.x + c * v.channel_stride, run_walk(v, i % chunks, chunks), shift[c]);
       });
-      parallel_for(C, C * chunks * 64, [&](std::size_t c) {
+      for (std::size_t c = 0; c < C; ++c) {
         Moments total{0.0, 0.0, 0.0};
         for (std::size_t i = 0; i < chunks; ++i) merge_moments<Baseline>(total, partial[c * chunks + i]);
-        const float shift = channel_shift(args.x, v, c);
-        const ChannelStats st = finish_stats(total, args.x, v, c, shift, args.eps);
-        keep(c, st);
-        coeffs[c] = fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f);
-      });
+        keep(c, total);
+      }
+      finish_channels(0, C);
       parallel_for_backwards(C * chunks, g.elements, [&](std::size_t i) {
         const std::size_t c = i / chunks;
-        const float* xc = args.x + c * v.channel_stride;
-        float* yc = args.y + c * v.channel_stride;
-        const Coefficients co = coeffs[c];
-        k.affine_run(xc, yc, run_walk(v, i % chunks, chunks), co.a, co.b, relu, stream);
+        const std::size_t at = c * v.channel_stride;
+        k.affine_run(args.x + at, args.y + at, run_walk(v, i % chunks, chunks), a[c], b[c], relu, stream);
       });
     }
   } else {
     const RowTiles rt = row_tiles(v);
-    double* const sums = scratch<double>(1, rt.chunks * cp);
-    double* const m2s = scratch<double>(2, rt.chunks * cp);
-    float* const shift = scratch<float>(3, cp, true);
-    float* const a = scratch<float>(4, cp, true);
-    float* const b = scratch<float>(5, cp, true);
-    float* const affine = scratch<float>(6, 2 * cp, true);  // gamma, beta (ones and zeros for NULL)
-    if (!sums || !m2s || !shift || !a || !b || !affine) {
-      return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
-    }
-    m2 = m2s;
-    std::memcpy(shift, args.x, C * sizeof(float));
-    float* const gamma = affine;
-    float* const beta = affine + cp;
-    for (std::size_t c = 0; c < C; ++c) {
-      gamma[c] = args.gamma != nullptr ? args.gamma[c] : 1.0f;
-      beta[c] = args.beta != nullptr ? args.beta[c] : 0.0f;
-    }
-    const double m = static_cast<double>(v.row_count);
-    // Statistics and coefficients of every channel, vectorised; a channel whose float lanes overflowed (or whose
-    // data is not finite) goes through finish_stats, which recomputes it in double.
-    auto finish_channels = [&]() {
-      k.finish_rows(sums, m2s, shift, gamma, beta, C, m, args.eps, mean_d, mean_f, invstd_f, a, b);
-      for (std::size_t c = 0; c < C; ++c) {
-        if (std::isfinite(sums[c]) && std::isfinite(m2s[c])) continue;
-        const ChannelStats st = finish_stats(Moments{m, sums[c], m2s[c]}, args.x, v, c, shift[c], args.eps);
-        keep(c, st);
-        const Coefficients co = fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f);
-        a[c] = co.a;
-        b[c] = co.b;
-      }
-    };
+    sums = scratch<double>(1, rt.chunks * cp);
+    m2 = scratch<double>(2, rt.chunks * cp);
+    if (!sums || !m2) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
     if (rt.chunks == 1) {
       // Few rows: normalised right after the statistics, while they are still in cache (the NHWC counterpart of
       // the NCHW per-channel walk), on the calling thread.
-      k.moments_rows(args.x, RowWalk{v.row_count, C, C}, shift, sums, m2s);
-      finish_channels();
-      k.affine_rows(args.x, args.y, RowWalk{v.row_count, C, C}, a, b, relu, stream);
+      const RowWalk walk{v.row_count, C, C};
+      k.moments_rows(args.x, walk, shift, sums, m2);
+      finish_channels(0, C);
+      k.affine_rows(args.x, args.y, walk, a, b, relu, stream);
     } else {
       parallel_for(rt.items(), g.elements, [&](std::size_t i) {
         const RowTiles::Tile t = rt.tile(i);
         const std::size_t at = t.chunk * cp;
-        k.moments_rows(args.x + t.offset, t.walk, shift, sums + at, m2s + at);
+        k.moments_rows(args.x + t.offset, t.walk, shift, sums + at, m2 + at);
       });
       // Chunks merge into chunk 0 in chunk order, all channels at once (the weights depend only on the row counts).
       for (std::size_t i = 1; i < rt.chunks; ++i) {
-        k.merge_rows(sums, m2s, sums + i * cp, m2s + i * cp, C, static_cast<double>(i * rt.rows_per_chunk),
+        k.merge_rows(sums, m2, sums + i * cp, m2 + i * cp, C, static_cast<double>(i * rt.rows_per_chunk),
                      static_cast<double>(rt.rows_of(i)));
       }
-      finish_channels();
+      finish_channels(0, C);
       parallel_for_backwards(rt.items(), g.elements, [&](std::size_t i) {
         const RowTiles::Tile t = rt.tile(i);
         k.affine_rows(args.x + t.offset, args.y + t.offset, t.walk, a, b, relu, stream);
