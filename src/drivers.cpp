@@ -47,10 +47,8 @@ constexpr std::size_t kMinChunkRows = 32;
 // goes out with non-temporal stores: nobody reads it back before it is evicted, so the read-for-ownership that a
 // normal store makes of every line is wasted traffic (a third of an out-of-place pass).
 constexpr std::size_t kStreamMinBytes = std::size_t{32} << 20;
+constexpr std::size_t kStreamMinSpanBytes = std::size_t{4} << 10;
 
-bool streams(const float* in, const float* out, std::size_t elements) {
-  return in != out && elements * sizeof(float) >= kStreamMinBytes;
-}
 
 std::atomic<int> g_num_threads{0};
 
@@ -105,6 +103,37 @@ void parallel_for_backwards(std::size_t items, std::size_t elements, const Body&
   (void)elements;
 #endif
   for (std::size_t i = items; i-- > 0;) body(i);
+}
+
+// first(i) for every item, then between() once, then second(i) for every item, in one team: each thread runs the
+// items of its static block through first(), all wait for between() (on one thread), then each runs the same
+// block through second() from its end (see parallel_for_backwards). One team instead of two halves the wake-ups
+// and keeps the threads spinning across the serial step.
+template <class First, class Between, class Second>
+void parallel_two_pass(std::size_t items, std::size_t elements, const First& first, const Between& between,
+                       const Second& second) {
+#ifdef SIMDNORM_WITH_OPENMP
+  const int threads = team_size(items, elements);
+  if (threads > 1) {
+#pragma omp parallel num_threads(threads)
+    {
+      const auto t = static_cast<std::size_t>(omp_get_thread_num());
+      const auto team = static_cast<std::size_t>(omp_get_num_threads());
+      const std::size_t begin = items * t / team, end = items * (t + 1) / team;
+      for (std::size_t i = begin; i < end; ++i) first(i);
+#pragma omp barrier
+#pragma omp single
+      between();
+      for (std::size_t i = end; i-- > begin;) second(i);
+    }
+    return;
+  }
+#else
+  (void)elements;
+#endif
+  for (std::size_t i = 0; i < items; ++i) first(i);
+  between();
+  for (std::size_t i = items; i-- > 0;) second(i);
 }
 
 // Scratch memory: per calling thread, one block per allocation site (`slot`), grown when a call needs more and kept
@@ -176,6 +205,18 @@ View make_view(const Geometry& g) {
     v.row_count = g.n * g.spatial;
   }
   return v;
+}
+
+// Whether an output goes out with non-temporal stores (see kStreamMinBytes): only when the spans the kernels write
+// start on cache lines, or are long. A span that starts or ends inside a line writes that line with ordinary stores
+// and the rest with streaming ones: NHWC rows of 64 channels off their lines ran 1.3x slower streamed than with
+// ordinary stores.
+bool streams(const float* in, const float* out, const Geometry& g) {
+  if (in == out || g.elements * sizeof(float) < kStreamMinBytes) return false;
+  const View v = make_view(g);
+  const std::size_t span = v.rows ? v.channels : v.len;  // floats written contiguously by one kernel step
+  const bool aligned = reinterpret_cast<std::uintptr_t>(out) % 64 == 0 && span * sizeof(float) % 64 == 0;
+  return aligned || span * sizeof(float) >= kStreamMinSpanBytes;
 }
 
 std::size_t run_chunks(const View& v) { return (v.per_channel + kRunChunk - 1) / kRunChunk; }
@@ -300,7 +341,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
   const bool relu = (args.flags & SIMDNORM_FUSE_RELU) != 0u;
   const std::size_t C = v.channels;
   const std::size_t cp = padded_channels(C);
-  const bool stream = streams(args.x, args.y, g.elements);
+  const bool stream = streams(args.x, args.y, g);
 
   // Per-channel work goes through padded arrays, vectorised over channels: the sums (relative to shift) and M2 of
   // each channel, the mean in double and float, invstd, gamma and beta (ones and zeros for NULL), a and b.
@@ -409,21 +450,26 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
       finish_channels(0, C);
       k.affine_rows(args.x, args.y, walk, a, b, relu, stream);
     } else {
-      parallel_for(rt.items(), g.elements, [&](std::size_t i) {
-        const RowTiles::Tile t = rt.tile(i);
-        const std::size_t at = t.chunk * cp;
-        k.moments_rows(args.x + t.offset, t.walk, shift, sums + at, m2 + at);
-      });
-      // Chunks merge into chunk 0 in chunk order, all channels at once (the weights depend only on the row counts).
-      for (std::size_t i = 1; i < rt.chunks; ++i) {
-        k.merge_rows(sums, m2, sums + i * cp, m2 + i * cp, C, static_cast<double>(i * rt.rows_per_chunk),
-                     static_cast<double>(rt.rows_of(i)));
-      }
-      finish_channels(0, C);
-      parallel_for_backwards(rt.items(), g.elements, [&](std::size_t i) {
-        const RowTiles::Tile t = rt.tile(i);
-        k.affine_rows(args.x + t.offset, args.y + t.offset, t.walk, a, b, relu, stream);
-      });
+      parallel_two_pass(
+          rt.items(), g.elements,
+          [&](std::size_t i) {
+            const RowTiles::Tile t = rt.tile(i);
+            const std::size_t at = t.chunk * cp;
+            k.moments_rows(args.x + t.offset, t.walk, shift, sums + at, m2 + at);
+          },
+          [&] {
+            // Chunks merge into chunk 0 in chunk order, all channels at once (the weights depend only on the row
+            // counts).
+            for (std::size_t i = 1; i < rt.chunks; ++i) {
+              k.merge_rows(sums, m2, sums + i * cp, m2 + i * cp, C, static_cast<double>(i * rt.rows_per_chunk),
+                           static_cast<double>(rt.rows_of(i)));
+            }
+            finish_channels(0, C);
+          },
+          [&](std::size_t i) {
+            const RowTiles::Tile t = rt.tile(i);
+            k.affine_rows(args.x + t.offset, args.y + t.offset, t.walk, a, b, relu, stream);
+          });
     }
   }
 
@@ -453,7 +499,7 @@ namespace {
 simdnorm_status apply_affine(const KernelTable& k, const Geometry& g, const float* x, float* y, const float* a,
                              const float* b, bool relu) {
   const View v = make_view(g);
-  const bool stream = streams(x, y, g.elements);
+  const bool stream = streams(x, y, g);
   if (!v.rows) {
     const std::size_t chunks = run_chunks(v);
     parallel_for(v.channels * chunks, g.elements, [&](std::size_t i) {
@@ -571,7 +617,7 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
   const bool relu = (args.flags & SIMDNORM_FUSE_RELU) != 0u;
   const std::size_t C = v.channels;
   const double m = static_cast<double>(v.per_channel);
-  const bool stream = args.dx != nullptr && streams(args.dy, args.dx, g.elements);
+  const bool stream = args.dx != nullptr && streams(args.dy, args.dx, g);
 
   if (!v.rows) {
     const std::size_t chunks = run_chunks(v);
@@ -659,25 +705,29 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
     if (args.dx != nullptr) k.grad_input_rows(args.x, args.dy, args.dx, walk, coefficients, relu, stream);
     return SIMDNORM_SUCCESS;
   }
-  parallel_for(rt.items(), g.elements, [&](std::size_t i) {
+  auto sums_of = [&](std::size_t i) {
     const RowTiles::Tile t = rt.tile(i);
     const std::size_t at = t.chunk * cp;
     k.grad_sums_rows(args.x + t.offset, args.dy + t.offset, t.walk, coefficients, relu, sum_dy + at, sum_dy_xc + at);
-  });
-  for (std::size_t i = 1; i < rt.chunks; ++i) {
-    for (std::size_t c = 0; c < C; ++c) {
-      sum_dy[c] += sum_dy[i * cp + c];
-      sum_dy_xc[c] += sum_dy_xc[i * cp + c];
+  };
+  auto merge_and_finish = [&] {
+    for (std::size_t i = 1; i < rt.chunks; ++i) {
+      for (std::size_t c = 0; c < C; ++c) {
+        sum_dy[c] += sum_dy[i * cp + c];
+        sum_dy_xc[c] += sum_dy_xc[i * cp + c];
+      }
     }
+    finish_channels();
+  };
+  if (args.dx == nullptr) {
+    parallel_for(rt.items(), g.elements, sums_of);
+    merge_and_finish();
+    return SIMDNORM_SUCCESS;
   }
-  finish_channels();
-  if (args.dx != nullptr) {
-    parallel_for_backwards(rt.items(), g.elements, [&](std::size_t i) {
-      const RowTiles::Tile t = rt.tile(i);
-      k.grad_input_rows(args.x + t.offset, args.dy + t.offset, args.dx + t.offset, t.walk, coefficients, relu,
-                        stream);
-    });
-  }
+  parallel_two_pass(rt.items(), g.elements, sums_of, merge_and_finish, [&](std::size_t i) {
+    const RowTiles::Tile t = rt.tile(i);
+    k.grad_input_rows(args.x + t.offset, args.dy + t.offset, args.dx + t.offset, t.walk, coefficients, relu, stream);
+  });
   return SIMDNORM_SUCCESS;
 }
 
