@@ -81,6 +81,18 @@ void parallel_for(std::size_t items, std::size_t elements, const Body& body) {
   for (std::size_t i = 0; i < items; ++i) body(i);
 }
 
+#ifdef SIMDNORM_WITH_OPENMP
+// The calling thread's block of [0, items) cut into contiguous, nearly equal blocks, one per thread of its team.
+struct Block {
+  std::size_t begin, end;
+};
+Block team_block(std::size_t items) {
+  const auto t = static_cast<std::size_t>(omp_get_thread_num());
+  const auto team = static_cast<std::size_t>(omp_get_num_threads());
+  return Block{items * t / team, items * (t + 1) / team};
+}
+#endif
+
 // Like parallel_for (the same static partition of the items over the team), but every thread walks its block from
 // the end: a second pass over the data then starts, on each core, with what that core's first pass read last, and
 // never with another core's data. (Reversing the whole sweep instead made each core start on data the other core had
@@ -92,10 +104,8 @@ void parallel_for_backwards(std::size_t items, std::size_t elements, const Body&
   if (threads > 1) {
 #pragma omp parallel num_threads(threads)
     {
-      const auto t = static_cast<std::size_t>(omp_get_thread_num());
-      const auto team = static_cast<std::size_t>(omp_get_num_threads());
-      const std::size_t begin = items * t / team, end = items * (t + 1) / team;
-      for (std::size_t i = end; i-- > begin;) body(i);
+      const Block mine = team_block(items);
+      for (std::size_t i = mine.end; i-- > mine.begin;) body(i);
     }
     return;
   }
@@ -117,14 +127,12 @@ void parallel_two_pass(std::size_t items, std::size_t elements, const First& fir
   if (threads > 1) {
 #pragma omp parallel num_threads(threads)
     {
-      const auto t = static_cast<std::size_t>(omp_get_thread_num());
-      const auto team = static_cast<std::size_t>(omp_get_num_threads());
-      const std::size_t begin = items * t / team, end = items * (t + 1) / team;
-      for (std::size_t i = begin; i < end; ++i) first(i);
+      const Block mine = team_block(items);
+      for (std::size_t i = mine.begin; i < mine.end; ++i) first(i);
 #pragma omp barrier
 #pragma omp single
       between();
-      for (std::size_t i = end; i-- > begin;) second(i);
+      for (std::size_t i = mine.end; i-- > mine.begin;) second(i);
     }
     return;
   }
