@@ -27,6 +27,9 @@ struct Baseline {};  // instantiation tag of the shared arithmetic templates in 
 // 256 KiB, normalised while it is still in L2.
 constexpr std::size_t kGroupedChannelFloats = 4096;
 constexpr std::size_t kChannelGroup = 16;
+// Inference walks NCHW planes shorter than this in memory order, this many floats (256 KiB) of whole planes per work
+// item; longer planes go channel by channel.
+constexpr std::size_t kPlaneItemFloats = std::size_t{1} << 16;
 // An NCHW channel of up to this many floats (4 MiB) is one work item: normalised right after its statistics while
 // its data is still in L2/L3, so training costs about one read-modify-write pass. Larger channels are cut into
 // chunks of this size whose moments merge in chunk order.
@@ -510,7 +513,17 @@ simdnorm_status apply_affine(const KernelTable& k, const Geometry& g, const floa
                              const float* b, bool relu) {
   const View v = make_view(g);
   const bool stream = streams(x, y, g, 2);
-  if (!v.rows) {
+  if (!v.rows && v.len < kPlaneItemFloats) {
+    // Short planes in memory order, a run of whole planes per work item: one stream through memory instead of N
+    // strided runs per channel.
+    const std::size_t planes = v.runs * v.channels;
+    const std::size_t per = kPlaneItemFloats / v.len;
+    parallel_for((planes + per - 1) / per, g.elements, [&](std::size_t i) {
+      const std::size_t p0 = i * per;
+      const std::size_t count = planes - p0 < per ? planes - p0 : per;
+      k.affine_planes(x + p0 * v.len, y + p0 * v.len, v.len, count, p0 % v.channels, v.channels, a, b, relu, stream);
+    });
+  } else if (!v.rows) {
     const std::size_t chunks = run_chunks(v);
     parallel_for(v.channels * chunks, g.elements, [&](std::size_t i) {
       const std::size_t c = i / chunks;

@@ -102,6 +102,10 @@ struct KernelTable {
   void (*affine_run)(const float* x, float* y, const RunWalk& walk, float a, float b, bool relu, bool stream);
   void (*affine_rows)(const float* x, float* y, const RowWalk& walk, const float* a, const float* b, bool relu,
                       bool stream);
+  // The same over `count` consecutive NCHW planes of `len` floats in memory order, the first of channel c (then
+  // c + 1, wrapping at `channels`); a and b hold one value per channel.
+  void (*affine_planes)(const float* x, float* y, std::size_t len, std::size_t count, std::size_t c,
+                        std::size_t channels, const float* a, const float* b, bool relu, bool stream);
 
   // Backward reductions: sum_dy = Σdy', sum_dy_xc = Σdy'*(x − mean). The run kernel writes its two sums; the row
   // kernel adds into the padded arrays (zeroed by the caller).

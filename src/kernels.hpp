@@ -116,6 +116,8 @@ struct Kernels {
   static void affine_run(const float* x, float* y, const RunWalk& walk, float a, float b, bool relu, bool stream);
   static void affine_rows(const float* x, float* y, const RowWalk& walk, const float* a, const float* b, bool relu,
                           bool stream);
+  static void affine_planes(const float* x, float* y, std::size_t len, std::size_t count, std::size_t c,
+                            std::size_t channels, const float* a, const float* b, bool relu, bool stream);
   static void grad_sums_run(const float* x, const float* dy, const RunWalk& walk, const GradCoefficients& k,
                             bool relu, double* sum_dy, double* sum_dy_xc);
   static void grad_sums_rows(const float* x, const float* dy, const RowWalk& walk, const GradCoefficientArrays& k,
@@ -127,7 +129,7 @@ struct Kernels {
 
   static constexpr KernelTable table(const char* name) {
     return KernelTable{name,           &moments_run,      &moments_rows,   &merge_rows,     &finish_rows,    &update_running,
-                       &fold_rows,     &fold_saved_rows,  &affine_run,     &affine_rows,    &grad_sums_run,
+                       &fold_rows,     &fold_saved_rows,  &affine_run,     &affine_rows,    &affine_planes, &grad_sums_run,
                        &grad_sums_rows, &grad_finish_rows, &grad_input_run, &grad_input_rows};
   }
 
@@ -626,6 +628,22 @@ void Kernels<Arch>::affine_run(const float* x, float* y, const RunWalk& walk, fl
                                bool stream) {
   with_modes(relu, stream, [&](auto r, auto s) {
     affine_run_impl<decltype(r)::value, decltype(s)::value>(x, y, walk, a, b);
+  });
+}
+
+template <class Arch>
+void Kernels<Arch>::affine_planes(const float* x, float* y, std::size_t len, std::size_t count, std::size_t c,
+                                  std::size_t channels, const float* a, const float* b, bool relu, bool stream) {
+  with_modes(relu, stream, [&](auto r, auto s) {
+    constexpr bool Relu = decltype(r)::value, Stream = decltype(s)::value;
+    for (std::size_t p = 0; p < count; ++p, x += len, y += len) {
+      const F va(a[c]), vb(b[c]);
+      store_span<Stream>(
+          y, len, [&](std::size_t i) { return activate<Relu>(xsimd::fma(va, F::load_unaligned(x + i), vb)); },
+          [&](std::size_t i, std::size_t n) { return activate<Relu>(xsimd::fma(va, Native::load_first(x + i, n), vb)); });
+      if (++c == channels) c = 0;
+    }
+    if constexpr (Stream) _mm_sfence();
   });
 }
 
