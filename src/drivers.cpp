@@ -39,11 +39,12 @@ constexpr std::size_t kRunChunk = std::size_t{1} << 20;
 // layers); the cap keeps the merge of per-chunk partials (chunks x C) negligible.
 constexpr std::size_t kRowChunkBytes = std::size_t{64} << 10;
 constexpr std::size_t kMaxRowChunks = 32;
-// A tensor of up to this many bytes is one chunk, run on the calling thread, statistics then normalisation while
-// it is in cache: a second thread saved less than its cost there (1x512x7x7 training: 3.9 us alone, 4.5 us on two).
-constexpr std::size_t kOneTileBytes = std::size_t{128} << 10;
 // ... and of at least this many rows: each chunk adds a merge of C partial moments, as costly as a few rows.
 constexpr std::size_t kMinChunkRows = 32;
+// An NHWC tensor of up to this many bytes is one chunk, run on the calling thread, statistics then normalisation
+// while it is in cache: a second thread saved less than its cost there (1x512x7x7 training: 3.9 us alone, 4.5 us
+// on two).
+constexpr std::size_t kOneTileBytes = std::size_t{128} << 10;
 // Below this many floats a call runs on the calling thread: waking a team costs more than it saves.
 [[maybe_unused]] constexpr std::size_t kParallelMinElements = std::size_t{1} << 13;
 // An output written to a buffer other than its input, by an operation whose tensors (inputs and output) add up to at
@@ -53,7 +54,6 @@ constexpr std::size_t kMinChunkRows = 32;
 // the tensors of the operation rather than one: backward of 32x64x56x56 NHWC, 3 x 26 MB, 2.26 -> 1.99 ms.)
 constexpr std::size_t kStreamMinBytes = std::size_t{32} << 20;
 constexpr std::size_t kStreamMinSpanBytes = std::size_t{4} << 10;
-
 
 std::atomic<int> g_num_threads{0};
 
