@@ -72,8 +72,12 @@ struct Tensors {
 };
 Tensors tensors_for(std::int64_t elements);
 
-// Copies x into y for the in-place streaming baseline and returns y.
+// Copies x into y for the in-place streaming baseline (and in-place simdnorm) and returns y.
 float* fresh_copy_of_x(std::int64_t elements);
+// Copies dy into dx for in-place backward and returns dx.
+float* fresh_copy_of_dy(std::int64_t elements);
+// simdnorm in place is registered for tensors of at least this many bytes (beyond the last-level cache).
+constexpr double kInPlaceMinBytes = 64.0 * 1024 * 1024;
 
 // A 64-byte aligned float array (per-channel parameters and statistics).
 class AlignedFloats {
@@ -116,6 +120,7 @@ struct RunSettings {
   std::string name_suffix;          // "" in the first round, "/round:<k>" in round k > 1
 };
 void register_simdnorm(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s);
+void register_inplace(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s);
 void register_naive(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s);
 void register_stream(const Point& p, const RunSettings& s);
 const char* stream_isa();  // the variant the streaming baseline runs: "avx512", "avx2" or "generic"

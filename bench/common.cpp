@@ -202,6 +202,13 @@ float* fresh_copy_of_x(std::int64_t elements) {
   return t.y;
 }
 
+float* fresh_copy_of_dy(std::int64_t elements) {
+  const Tensors t = arena().get(elements);
+#pragma omp parallel for schedule(static)
+  for (std::int64_t i = 0; i < elements; ++i) t.dx[i] = t.dy[i];
+  return t.dx;
+}
+
 AlignedFloats::AlignedFloats(std::size_t count, float value) : data_(allocate_floats(count)), size_(count) {
   for (std::size_t i = 0; i < count; ++i) data_[i] = value;
 }

@@ -142,6 +142,7 @@ void register_grid(const std::vector<Point>& grid, const Options& options) {
       for (Op op : kOps) {
         for (simdnorm_layout layout : kLayouts) {
           register_simdnorm(op, layout, p, run);
+          if (static_cast<double>(p.elements()) * sizeof(float) >= kInPlaceMinBytes) register_inplace(op, layout, p, run);
           if (round <= options.naive_rounds) register_naive(op, layout, p, run);
           register_onednn(op, layout, p, run);
         }

@@ -419,7 +419,7 @@ struct Kernels {
   // While a run is read, this touches the same offset of the next run (`next` floats further on, 0 for none), so
   // each run arrives already in flight. Only for runs of up to kRunPrefetchFloats: what is fetched a whole longer
   // run ahead would leave L2 before it is used.
-  static constexpr std::size_t kRunPrefetchFloats = std::size_t{1} << 14;
+  static constexpr std::size_t kRunPrefetchFloats = std::size_t{1} << 16;
   static void prefetch_block(const float* p) {
     for (std::size_t l = 0; l < U * W; l += 64 / sizeof(float)) {
       _mm_prefetch(reinterpret_cast<const char*>(p + l), _MM_HINT_T0);
