@@ -387,6 +387,13 @@ struct Kernels {
     if (i < len) Native::store_first(y + i, first(i, len - i), len - i);
   }
 
+  // y[i] = a*x[i] + b over len contiguous floats (the caller fences after streaming).
+  template <bool Relu, bool Stream>
+  static void affine_span(const float* x, float* y, std::size_t len, F a, F b) {
+    store_span<Stream>(
+        y, len, [&](std::size_t i) { return activate<Relu>(xsimd::fma(a, F::load_unaligned(x + i), b)); },
+        [&](std::size_t i, std::size_t n) { return activate<Relu>(xsimd::fma(a, Native::load_first(x + i, n), b)); });
+  }
   template <bool Relu, bool Stream>
   static void affine_run_impl(const float* x, float* y, const RunWalk& walk, float a, float b);
   template <bool Relu, bool Stream>
@@ -627,14 +634,8 @@ void Kernels<Arch>::grad_finish_rows(const double* sum_dy, const double* sum_dy_
 template <class Arch>
 template <bool Relu, bool Stream>
 void Kernels<Arch>::affine_run_impl(const float* x, float* y, const RunWalk& walk, float a, float b) {
-  const F va(a), vb(b);
   for_each_run(walk, [&](std::size_t start, std::size_t len, std::size_t /*next*/) {
-    const float* xr = x + start;
-    store_span<Stream>(
-        y + start, len, [&](std::size_t i) { return activate<Relu>(xsimd::fma(va, F::load_unaligned(xr + i), vb)); },
-        [&](std::size_t i, std::size_t count) {
-          return activate<Relu>(xsimd::fma(va, Native::load_first(xr + i, count), vb));
-        });
+    affine_span<Relu, Stream>(x + start, y + start, len, F(a), F(b));
   });
   if constexpr (Stream) _mm_sfence();
 }
@@ -653,10 +654,7 @@ void Kernels<Arch>::affine_planes(const float* x, float* y, std::size_t len, std
   with_modes(relu, stream, [&](auto r, auto s) {
     constexpr bool Relu = decltype(r)::value, Stream = decltype(s)::value;
     for (std::size_t p = 0; p < count; ++p, x += len, y += len) {
-      const F va(a[c]), vb(b[c]);
-      store_span<Stream>(
-          y, len, [&](std::size_t i) { return activate<Relu>(xsimd::fma(va, F::load_unaligned(x + i), vb)); },
-          [&](std::size_t i, std::size_t n) { return activate<Relu>(xsimd::fma(va, Native::load_first(x + i, n), vb)); });
+      affine_span<Relu, Stream>(x, y, len, F(a[c]), F(b[c]));
       if (++c == channels) c = 0;
     }
     if constexpr (Stream) _mm_sfence();
