@@ -86,67 +86,60 @@ void parallel_for(std::size_t items, std::size_t elements, const Body& body) {
   for (std::size_t i = 0; i < items; ++i) body(i);
 }
 
-#ifdef SIMDNORM_WITH_OPENMP
-// The calling thread's block of [0, items) cut into contiguous, nearly equal blocks, one per thread of its team.
+// A thread's share of [0, items): contiguous, nearly equal blocks, one per thread of its team.
 struct Block {
   std::size_t begin, end;
 };
-Block team_block(std::size_t items) {
-  const auto t = static_cast<std::size_t>(omp_get_thread_num());
-  const auto team = static_cast<std::size_t>(omp_get_num_threads());
-  return Block{items * t / team, items * (t + 1) / team};
-}
-#endif
 
-// Like parallel_for (the same static partition of the items over the team), but every thread walks its block from
-// the end: a second pass over the data then starts, on each core, with what that core's first pass read last, and
-// never with another core's data. (Reversing the whole sweep instead made each core start on data the other core had
-// just read, and made NHWC training twice as slow here.)
+// Runs body(block) once on every thread of a team, each with its own block of [0, items), or body({0, items}) on the
+// calling thread when a team does not pay (team_size). The body may contain orphaned `omp barrier` and `omp single`:
+// they bind to this team, or act on a team of one.
 template <class Body>
-void parallel_for_backwards(std::size_t items, std::size_t elements, const Body& body) {
+void for_each_block(std::size_t items, std::size_t elements, const Body& body) {
 #ifdef SIMDNORM_WITH_OPENMP
   const int threads = team_size(items, elements);
   if (threads > 1) {
 #pragma omp parallel num_threads(threads)
     {
-      const Block mine = team_block(items);
-      for (std::size_t i = mine.end; i-- > mine.begin;) body(i);
+      const auto t = static_cast<std::size_t>(omp_get_thread_num());
+      const auto team = static_cast<std::size_t>(omp_get_num_threads());
+      body(Block{items * t / team, items * (t + 1) / team});
     }
     return;
   }
 #else
   (void)elements;
 #endif
-  for (std::size_t i = items; i-- > 0;) body(i);
+  body(Block{0, items});
+}
+
+// Like parallel_for (a static partition of the items over the team), but every thread walks its block from the end:
+// a second pass over the data then starts, on each core, with what that core's first pass read last, and never with
+// another core's data. (Reversing the whole sweep instead made each core start on data the other core had just
+// read, and made NHWC training twice as slow here.)
+template <class Body>
+void parallel_for_backwards(std::size_t items, std::size_t elements, const Body& body) {
+  for_each_block(items, elements, [&](Block mine) {
+    for (std::size_t i = mine.end; i-- > mine.begin;) body(i);
+  });
 }
 
 // first(i) for every item, then between() once, then second(i) for every item, in one team: each thread runs the
-// items of its static block through first(), all wait for between() (on one thread), then each runs the same
-// block through second() from its end (see parallel_for_backwards). One team instead of two halves the wake-ups
-// and keeps the threads spinning across the serial step.
+// items of its block through first(), all wait for between() (on one thread), then each runs the same block through
+// second() from its end (see parallel_for_backwards). One team instead of two halves the wake-ups and keeps the
+// threads spinning across the serial step.
 template <class First, class Between, class Second>
 void parallel_two_pass(std::size_t items, std::size_t elements, const First& first, const Between& between,
                        const Second& second) {
+  for_each_block(items, elements, [&](Block mine) {
+    for (std::size_t i = mine.begin; i < mine.end; ++i) first(i);
 #ifdef SIMDNORM_WITH_OPENMP
-  const int threads = team_size(items, elements);
-  if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-    {
-      const Block mine = team_block(items);
-      for (std::size_t i = mine.begin; i < mine.end; ++i) first(i);
 #pragma omp barrier
 #pragma omp single
-      between();
-      for (std::size_t i = mine.end; i-- > mine.begin;) second(i);
-    }
-    return;
-  }
-#else
-  (void)elements;
 #endif
-  for (std::size_t i = 0; i < items; ++i) first(i);
-  between();
-  for (std::size_t i = items; i-- > 0;) second(i);
+    between();
+    for (std::size_t i = mine.end; i-- > mine.begin;) second(i);
+  });
 }
 
 // Scratch memory: per calling thread, one block per allocation site (`slot`), grown when a call needs more and kept
@@ -270,7 +263,10 @@ RowTiles row_tiles(const View& v) {
   const std::size_t row_bytes = v.channels * sizeof(float);
   if (v.row_count * row_bytes <= kOneTileBytes) return RowTiles{1, v.row_count, v.row_count, v.channels};
   std::size_t per = (kRowChunkBytes + row_bytes - 1) / row_bytes;
-  if (per < kMinChunkRows) per = kMinChunkRows;
+  // At least kMinChunkRows rows, but never so many that a tensor past kOneTileBytes is left one chunk (a batch of
+  // 16 rows of 64K channels would run on one thread).
+  const std::size_t min_rows = kMinChunkRows < (v.row_count + 1) / 2 ? kMinChunkRows : (v.row_count + 1) / 2;
+  if (per < min_rows) per = min_rows;
   const std::size_t at_most = (v.row_count + kMaxRowChunks - 1) / kMaxRowChunks;
   if (per < at_most) per = at_most;
   // The same number of chunks, evened out (49 rows in chunks of 32 would leave one core 17).
@@ -380,8 +376,8 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
   const double m = static_cast<double>(v.per_channel);
   double* sums = nullptr;  // per chunk of rows for row walks; chunk 0 ends up holding the merged moments
   double* m2 = nullptr;
-  // Statistics and coefficients of channels [c0, c0 + count) from sums and m2, vectorised; a channel whose float
-  // lanes overflowed (or whose data is not finite) goes through finish_stats, which recomputes it in double.
+  // Statistics and coefficients of channel c from sums and m2, in scalar; finish_stats recomputes in double a channel
+  // whose float lanes overflowed.
   auto finish_channel = [&](std::size_t c) {
     const ChannelStats st = finish_stats(Moments{m, sums[c], m2[c]}, args.x, v, c, shift[c], args.eps);
     mean_d[c] = st.mean;
@@ -392,8 +388,9 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
     a[c] = co.a;
     b[c] = co.b;
   };
-  // The vector steps write whole vectors from c0: callers pass c0 a multiple of kMaxLanes and own the channels up
-  // to the next multiple (or the padding).
+  // The same for channels [c0, c0 + count), vectorised; a channel whose float lanes overflowed (or whose data is not
+  // finite) goes again through finish_channel. The vector steps write whole vectors from c0: callers pass c0 a
+  // multiple of kMaxLanes and own the channels up to the next multiple (or the padding).
   auto finish_channels = [&](std::size_t c0, std::size_t count) {
     k.finish_rows(sums + c0, m2 + c0, shift + c0, gamma + c0, beta + c0, count, m, args.eps, mean_d + c0,
                   mean_f + c0, invstd_f + c0, a + c0, b + c0);
