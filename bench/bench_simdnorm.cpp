@@ -23,38 +23,51 @@ constexpr EntryPoints kSimdnorm = {"simdnorm", &simdnorm_forward_training, &simd
 constexpr EntryPoints kNaive = {"naive", &simdnorm_reference_forward_training, &simdnorm_reference_forward_inference,
                                 &simdnorm_reference_backward};
 
-// Out of place, as a framework calls batch norm: y (dx) is a separate buffer, so x and dy stay the same data for
-// every iteration and no value can drift towards denormals or infinity however long the benchmark runs.
-void run_entry_points(benchmark::State& state, const EntryPoints& api, Op op, simdnorm_layout layout, const Point& p) {
-  const simdnorm_shape shape{static_cast<std::size_t>(p.n), static_cast<std::size_t>(p.c),
-                             static_cast<std::size_t>(p.spatial()), layout};
-  const Tensors t = tensors_for(p.elements());
-  Channels ch(p.c);
+// One call of `op` through `api` on the given buffers (y for the forward output, dy and dx for backward).
+simdnorm_status call(const EntryPoints& api, Op op, const simdnorm_shape& shape, const float* x, float* y,
+                     const float* dy, float* dx, Channels& ch) {
+  switch (op) {
+    case Op::TrainFwd:
+      return api.forward_training(&shape, x, y, ch.gamma.data(), ch.beta.data(), kEps, ch.batch_mean.data(),
+                                  ch.batch_invstd.data(), ch.running_mean.data(), ch.running_var.data(), kMomentum,
+                                  0u);
+    case Op::InferFwd:
+      return api.forward_inference(&shape, x, y, ch.gamma.data(), ch.beta.data(), ch.mean.data(), ch.var.data(), kEps,
+                                   0u);
+    case Op::Backward:
+      return api.backward(&shape, x, dy, ch.gamma.data(), ch.beta.data(), ch.batch_mean.data(), ch.batch_invstd.data(),
+                          dx, ch.dgamma.data(), ch.dbeta.data(), 0u);
+  }
+  return SIMDNORM_INVALID_ARGUMENT;
+}
+
+simdnorm_shape shape_of(const Point& p, simdnorm_layout layout) {
+  return simdnorm_shape{static_cast<std::size_t>(p.n), static_cast<std::size_t>(p.c),
+                        static_cast<std::size_t>(p.spatial()), layout};
+}
+
+// The timing loop: once() per iteration, stopping with an error on a failed status.
+template <class Once>
+void time_calls(benchmark::State& state, const std::string& impl, Op op, const Point& p, const Once& once) {
   for (auto _ : state) {
-    simdnorm_status status = SIMDNORM_SUCCESS;
-    switch (op) {
-      case Op::TrainFwd:
-        status =
-            api.forward_training(&shape, t.x, t.y, ch.gamma.data(), ch.beta.data(), kEps, ch.batch_mean.data(),
-                                 ch.batch_invstd.data(), ch.running_mean.data(), ch.running_var.data(), kMomentum, 0u);
-        break;
-      case Op::InferFwd:
-        status = api.forward_inference(&shape, t.x, t.y, ch.gamma.data(), ch.beta.data(), ch.mean.data(), ch.var.data(),
-                                       kEps, 0u);
-        break;
-      case Op::Backward:
-        status = api.backward(&shape, t.x, t.dy, ch.gamma.data(), ch.beta.data(), ch.batch_mean.data(),
-                              ch.batch_invstd.data(), t.dx, ch.dgamma.data(), ch.dbeta.data(), 0u);
-        break;
-    }
+    const simdnorm_status status = once();
     if (status != SIMDNORM_SUCCESS) {
-      report_error(state, std::string(api.impl) + " returned status " + std::to_string(static_cast<int>(status)) +
-                              ": " + simdnorm_last_error());
+      report_error(state, impl + " returned status " + std::to_string(static_cast<int>(status)) + ": " +
+                              simdnorm_last_error());
       break;
     }
     benchmark::ClobberMemory();
   }
   set_rate_counters(state, bytes_per_call(op, p), p);
+}
+
+// Out of place, as a framework calls batch norm: y (dx) is a separate buffer, so x and dy stay the same data for
+// every iteration and no value can drift towards denormals or infinity however long the benchmark runs.
+void run_entry_points(benchmark::State& state, const EntryPoints& api, Op op, simdnorm_layout layout, const Point& p) {
+  const simdnorm_shape shape = shape_of(p, layout);
+  const Tensors t = tensors_for(p.elements());
+  Channels ch(p.c);
+  time_calls(state, api.impl, op, p, [&] { return call(api, op, shape, t.x, t.y, t.dy, t.dx, ch); });
 }
 
 // In place, as an inference engine or a memory-tight trainer calls it: y = x (dx = dy), on a copy of x (dy) made
@@ -64,8 +77,7 @@ void run_entry_points(benchmark::State& state, const EntryPoints& api, Op op, si
 // gamma*invstd = 1 and projects dy onto what it already is), so repeating it on its own output neither grows the
 // values nor shrinks them into denormals.
 void run_inplace(benchmark::State& state, Op op, simdnorm_layout layout, const Point& p) {
-  const simdnorm_shape shape{static_cast<std::size_t>(p.n), static_cast<std::size_t>(p.c),
-                             static_cast<std::size_t>(p.spatial()), layout};
+  const simdnorm_shape shape = shape_of(p, layout);
   const Tensors t = tensors_for(p.elements());
   Channels ch(p.c);
   for (std::size_t i = 0; i < static_cast<std::size_t>(p.c); ++i) {
@@ -77,31 +89,10 @@ void run_inplace(benchmark::State& state, Op op, simdnorm_layout layout, const P
     }
   }
   float* const data = op == Op::Backward ? fresh_copy_of_dy(p.elements()) : fresh_copy_of_x(p.elements());
-  for (auto _ : state) {
-    simdnorm_status status = SIMDNORM_SUCCESS;
-    switch (op) {
-      case Op::TrainFwd:
-        status = simdnorm_forward_training(&shape, data, data, ch.gamma.data(), ch.beta.data(), kEps,
-                                           ch.batch_mean.data(), ch.batch_invstd.data(), ch.running_mean.data(),
-                                           ch.running_var.data(), kMomentum, 0u);
-        break;
-      case Op::InferFwd:
-        status = simdnorm_forward_inference(&shape, data, data, ch.gamma.data(), ch.beta.data(), ch.mean.data(),
-                                            ch.var.data(), kEps, 0u);
-        break;
-      case Op::Backward:
-        status = simdnorm_backward(&shape, t.x, data, ch.gamma.data(), ch.beta.data(), ch.batch_mean.data(),
-                                   ch.batch_invstd.data(), data, ch.dgamma.data(), ch.dbeta.data(), 0u);
-        break;
-    }
-    if (status != SIMDNORM_SUCCESS) {
-      report_error(state, std::string("simdnorm in place returned status ") + std::to_string(static_cast<int>(status)) +
-                              ": " + simdnorm_last_error());
-      break;
-    }
-    benchmark::ClobberMemory();
-  }
-  set_rate_counters(state, bytes_per_call(op, p), p);
+  time_calls(state, "simdnorm in place", op, p, [&] {
+    return op == Op::Backward ? call(kSimdnorm, op, shape, t.x, nullptr, data, data, ch)
+                              : call(kSimdnorm, op, shape, data, data, nullptr, nullptr, ch);
+  });
 }
 
 benchmark::internal::Benchmark* register_entry_points(const EntryPoints& api, Op op, simdnorm_layout layout,
