@@ -59,30 +59,21 @@ void run_onednn(benchmark::State& state, Op op, simdnorm_layout layout, const Po
     std::string impl;
 
     switch (op) {
-      case Op::TrainFwd: {
-        const dnnl::batch_normalization_forward::desc desc(prop_kind::forward_training, data_md, kEps, affine);
-        const dnnl::batch_normalization_forward::primitive_desc pd(desc, engine);
-        primitive = dnnl::batch_normalization_forward(pd);
-        args = {{DNNL_ARG_SRC, src},
-                {DNNL_ARG_DST, dst},
-                {DNNL_ARG_SCALE, scale},
-                {DNNL_ARG_SHIFT, shift},
-                {DNNL_ARG_MEAN, memory(pd.mean_desc(), engine, ch.batch_mean.data())},
-                {DNNL_ARG_VARIANCE, memory(pd.variance_desc(), engine, batch_var.data())}};
-        impl = pd.impl_info_str();
-        break;
-      }
+      case Op::TrainFwd:
       case Op::InferFwd: {
-        const dnnl::batch_normalization_forward::desc desc(prop_kind::forward_inference, data_md, kEps,
-                                                           affine | normalization_flags::use_global_stats);
+        // Training writes the batch statistics; inference reads the given ones (use_global_stats).
+        const bool training = op == Op::TrainFwd;
+        const dnnl::batch_normalization_forward::desc desc(
+            training ? prop_kind::forward_training : prop_kind::forward_inference, data_md, kEps,
+            training ? affine : affine | normalization_flags::use_global_stats);
         const dnnl::batch_normalization_forward::primitive_desc pd(desc, engine);
         primitive = dnnl::batch_normalization_forward(pd);
         args = {{DNNL_ARG_SRC, src},
                 {DNNL_ARG_DST, dst},
                 {DNNL_ARG_SCALE, scale},
                 {DNNL_ARG_SHIFT, shift},
-                {DNNL_ARG_MEAN, memory(pd.mean_desc(), engine, ch.mean.data())},
-                {DNNL_ARG_VARIANCE, memory(pd.variance_desc(), engine, ch.var.data())}};
+                {DNNL_ARG_MEAN, memory(pd.mean_desc(), engine, training ? ch.batch_mean.data() : ch.mean.data())},
+                {DNNL_ARG_VARIANCE, memory(pd.variance_desc(), engine, training ? batch_var.data() : ch.var.data())}};
         impl = pd.impl_info_str();
         break;
       }
