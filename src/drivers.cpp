@@ -233,6 +233,14 @@ RunWalk run_walk(const View& v, std::size_t chunk, std::size_t chunks) {
   return RunWalk{v.run_stride, v.len, begin, end};
 }
 
+// The walk of a second pass over data a first pass has just read: its runs last first (RunWalk::last_first). On
+// 32x64x112x112 NCHW (1.6 MB channels, 1 MB of L2 a core), training ran 0.83x and backward 0.96x the time of a
+// front-first second pass; shapes whose channels fit in L2 did not change.
+RunWalk second_pass(RunWalk walk) {
+  walk.last_first = true;
+  return walk;
+}
+
 // NHWC work items: chunks of whole rows, fixed by the shape; per-channel partials merge in chunk order. Each core
 // works on rows of its own: splitting rows into channel blocks instead (one block a core) interleaved the cores'
 // lines finely enough that their prefetchers pulled each other's lines, and two threads ran slower than one.
@@ -427,7 +435,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
         }
         for (std::size_t c = c0; c < c0 + count; ++c) {
           const std::size_t at = c * v.channel_stride;
-          k.affine_run(args.x + at, args.y + at, walk, a[c], b[c], relu, stream);
+          k.affine_run(args.x + at, args.y + at, second_pass(walk), a[c], b[c], relu, stream);
         }
       });
     } else {
@@ -444,7 +452,8 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
       parallel_for_backwards(C * chunks, g.elements, [&](std::size_t i) {
         const std::size_t c = i / chunks;
         const std::size_t at = c * v.channel_stride;
-        k.affine_run(args.x + at, args.y + at, run_walk(v, i % chunks, chunks), a[c], b[c], relu, stream);
+        k.affine_run(args.x + at, args.y + at, second_pass(run_walk(v, i % chunks, chunks)), a[c], b[c], relu,
+                     stream);
       });
     }
   } else {
@@ -652,7 +661,7 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
         write_param_grads(args, c, s);
         if (args.dx == nullptr) return;
         const GradCoefficients co = grad_coefficients(args, c, s, m);
-        k.grad_input_run(args.x + base, args.dy + base, args.dx + base, walk, co, relu, stream);
+        k.grad_input_run(args.x + base, args.dy + base, args.dx + base, second_pass(walk), co, relu, stream);
       });
     } else {
       GradSums* const partial = scratch<GradSums>(1, C * chunks);
@@ -678,8 +687,8 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
         parallel_for_backwards(C * chunks, g.elements, [&](std::size_t i) {
           const std::size_t c = i / chunks;
           const std::size_t base = c * v.channel_stride;
-          k.grad_input_run(args.x + base, args.dy + base, args.dx + base, run_walk(v, i % chunks, chunks), coeffs[c],
-                           relu, stream);
+          k.grad_input_run(args.x + base, args.dy + base, args.dx + base, second_pass(run_walk(v, i % chunks, chunks)),
+                           coeffs[c], relu, stream);
         });
       }
     }

@@ -38,6 +38,10 @@ struct RunWalk {
   std::size_t len;     // floats per run
   std::size_t begin;
   std::size_t end;
+  // Second passes (affine_run, grad_input_run) visit the runs from the last to the first, each run still front to
+  // back: a channel larger than the core's L2 then starts with what the first pass read last, still in L2, instead of
+  // chasing the lines that a forward sweep is about to evict. First passes ignore it.
+  bool last_first = false;
 };
 
 // A block of rows in a row walk.

@@ -448,6 +448,22 @@ struct Kernels {
       e += take;
     }
   }
+
+  // Calls visit(start, len) for the runs of the walk in the order it asks for (RunWalk::last_first).
+  template <class Visit>
+  static void for_each_run_in_order(const RunWalk& walk, Visit&& visit) {
+    if (!walk.last_first) {
+      for_each_run(walk, [&](std::size_t start, std::size_t len, std::size_t /*next*/) { visit(start, len); });
+      return;
+    }
+    std::size_t e = walk.end;
+    while (e > walk.begin) {
+      const std::size_t run = (e - 1) / walk.len;
+      const std::size_t first = run * walk.len > walk.begin ? run * walk.len : walk.begin;
+      visit(run * walk.stride + (first - run * walk.len), e - first);
+      e = first;
+    }
+  }
 };
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -634,7 +650,7 @@ void Kernels<Arch>::grad_finish_rows(const double* sum_dy, const double* sum_dy_
 template <class Arch>
 template <bool Relu, bool Stream>
 void Kernels<Arch>::affine_run_impl(const float* x, float* y, const RunWalk& walk, float a, float b) {
-  for_each_run(walk, [&](std::size_t start, std::size_t len, std::size_t /*next*/) {
+  for_each_run_in_order(walk, [&](std::size_t start, std::size_t len) {
     affine_span<Relu, Stream>(x + start, y + start, len, F(a), F(b));
   });
   if constexpr (Stream) _mm_sfence();
@@ -785,7 +801,7 @@ void Kernels<Arch>::grad_input_run_impl(const float* x, const float* dy, float* 
                                         const GradCoefficients& k) {
   const F mean(k.mean), invstd(k.invstd), a(k.a), b(k.b), k_dy(k.k_dy), mean_dy(k.mean_dy),
       mean_dy_xhat(k.mean_dy_xhat);
-  for_each_run(walk, [&](std::size_t start, std::size_t len, std::size_t /*next*/) {
+  for_each_run_in_order(walk, [&](std::size_t start, std::size_t len) {
     const float* xr = x + start;
     const float* dr = dy + start;
     store_span<Stream>(
