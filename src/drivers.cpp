@@ -30,9 +30,17 @@ constexpr std::size_t kChannelGroup = 16;
 // Inference walks NCHW planes shorter than this in memory order, this many floats (256 KiB) of whole planes per work
 // item; longer planes go channel by channel.
 constexpr std::size_t kPlaneItemFloats = std::size_t{1} << 16;
-// An NCHW channel of up to this many floats (4 MiB) is one work item: normalised right after its statistics while
-// its data is still in L2/L3, so training costs about one read-modify-write pass. Larger channels are cut into
-// chunks of this size whose moments merge in chunk order.
+// Training and backward take an NCHW channel whose first pass reads up to this many bytes (x, or x and dy) as one
+// work item: its second pass follows on the same core while the data is still in that core's L2 (1 MiB here). A
+// larger channel would not stay there, so the whole team may share it instead (shares_channels): the channel is cut
+// into kChannelParts parts (fixed, whatever the team: the moments merge in part order), each thread takes a
+// contiguous block of them, and every core keeps its own share in its L2. (Raw loops, read then read-modify-write of
+// each channel, against one streaming pass: 1.5 MiB channels 1.42-1.47x on one core each, 1.16-1.23x shared by two;
+// 1 MiB channels 1.12-1.18x on one core each, which sharing did not improve.)
+constexpr std::size_t kCoreChannelBytes = std::size_t{1} << 20;
+constexpr std::size_t kChannelParts = 16;
+// Inference cuts an NCHW channel of more than this many floats (4 MiB) into chunks of this size, so that a few long
+// channels still keep every core busy.
 constexpr std::size_t kRunChunk = std::size_t{1} << 20;
 // NHWC rows are cut into chunks of at least this many bytes, and at most kMaxRowChunks chunks. Small chunks keep
 // both cores busy on tensors of a few hundred KiB (64 KiB measured best against 512 KiB and 128 KiB on N = 1 ResNet
@@ -48,7 +56,7 @@ constexpr std::size_t kOneTileBytes = std::size_t{128} << 10;
 // Below this many floats a call runs on the calling thread: waking a team costs more than it saves.
 [[maybe_unused]] constexpr std::size_t kParallelMinElements = std::size_t{1} << 13;
 // An output written to a buffer other than its input, by an operation whose tensors (inputs and output) add up to at
-// least this many bytes (beyond the last-level cache), goes out with non-temporal stores: nobody reads it back
+// least this many bytes (beyond the last-level cache, 32 MiB here), goes out with non-temporal stores: nobody reads it back
 // before it is evicted, so the read-for-ownership that a normal store makes of every line is wasted traffic (a third
 // of an out-of-place pass), and the output no longer evicts the inputs that the second pass reads again. (Counting
 // the tensors of the operation rather than one: backward of 32x64x56x56 NHWC, 3 x 26 MB, 2.26 -> 1.99 ms.)
@@ -113,20 +121,11 @@ void for_each_block(std::size_t items, std::size_t elements, const Body& body) {
   body(Block{0, items});
 }
 
-// Like parallel_for (a static partition of the items over the team), but every thread walks its block from the end:
-// a second pass over the data then starts, on each core, with what that core's first pass read last, and never with
-// another core's data. (Reversing the whole sweep instead made each core start on data the other core had just
-// read, and made NHWC training twice as slow here.)
-template <class Body>
-void parallel_for_backwards(std::size_t items, std::size_t elements, const Body& body) {
-  for_each_block(items, elements, [&](Block mine) {
-    for (std::size_t i = mine.end; i-- > mine.begin;) body(i);
-  });
-}
-
 // first(i) for every item, then between() once, then second(i) for every item, in one team: each thread runs the
 // items of its block through first(), all wait for between() (on one thread), then each runs the same block through
-// second() from its end (see parallel_for_backwards). One team instead of two halves the wake-ups and keeps the
+// second() from its end: the second pass then starts, on each core, with what that core's first pass read last, and
+// never with another core's data (reversing the whole sweep instead made each core start on data the other core had
+// just read, and made NHWC training twice as slow here). One team instead of two halves the wake-ups and keeps the
 // threads spinning across the serial step.
 template <class First, class Between, class Second>
 void parallel_two_pass(std::size_t items, std::size_t elements, const First& first, const Between& between,
@@ -139,6 +138,24 @@ void parallel_two_pass(std::size_t items, std::size_t elements, const First& fir
 #endif
     between();
     for (std::size_t i = mine.end; i-- > mine.begin;) second(i);
+  });
+}
+
+// Channels [0, channels) shared by the whole team (see kCoreChannelBytes), one at a time: first(c, p, end) for the
+// parts p of the calling thread's block [begin, end), then, once every part of channel c has been through first(), second(c, block).
+// first() of channel c must write only what belongs to its part, and second() may read what any part's first()
+// wrote: per-part results live in per-channel slots, so that a thread running ahead into channel c + 1 overwrites
+// nothing another thread still reads. One barrier a channel.
+template <class First, class Second>
+void for_each_shared_channel(std::size_t channels, std::size_t elements, const First& first, const Second& second) {
+  for_each_block(kChannelParts, elements, [&](Block mine) {
+    for (std::size_t c = 0; c < channels; ++c) {
+      for (std::size_t p = mine.begin; p < mine.end; ++p) first(c, p, mine.end);
+#ifdef SIMDNORM_WITH_OPENMP
+#pragma omp barrier
+#endif
+      second(c, mine);
+    }
   });
 }
 
@@ -231,6 +248,26 @@ RunWalk run_walk(const View& v, std::size_t chunk, std::size_t chunks) {
   const std::size_t begin = chunk * kRunChunk;
   const std::size_t end = chunk + 1 == chunks ? v.per_channel : begin + kRunChunk;
   return RunWalk{v.run_stride, v.len, begin, end};
+}
+
+// Whether training (inputs = 1: x) or backward (inputs = 2: x and dy) shares each NCHW channel among the team (see
+// kCoreChannelBytes): channels that do not fit in a core's L2, in a tensor beyond the last-level cache (in cache, a
+// core's second pass hits there anyway, and sharing only added a barrier a channel: 8x16x50000 training, 25 MB,
+// 1.1x slower shared) or with fewer channels than a team may have threads (one core each would leave cores idle:
+// 1x3x400000, 0.6-0.8x the time shared).
+bool shares_channels(const View& v, const Geometry& g, std::size_t inputs) {
+  if (inputs * v.per_channel * sizeof(float) <= kCoreChannelBytes) return false;
+  return v.channels < kChannelParts || inputs * g.elements * sizeof(float) >= kStreamMinBytes;
+}
+
+// Part p of kChannelParts of a channel shared by the team, walked by a thread whose block of parts ends before part
+// `last`: its first pass reads ahead into the thread's next part. (Without that, every part began with a stall on
+// memory: 32x64x112x112 training took 1.1x as long.)
+RunWalk channel_part(const View& v, std::size_t p, std::size_t last) {
+  const auto at = [&](std::size_t q) { return v.per_channel * q / kChannelParts; };
+  RunWalk walk{v.run_stride, v.len, at(p), at(p + 1)};
+  walk.fetch_end = at(last);
+  return walk;
 }
 
 // The walk of a second pass over data a first pass has just read: its runs last first (RunWalk::last_first). On
@@ -386,15 +423,17 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
   double* m2 = nullptr;
   // Statistics and coefficients of channel c from sums and m2, in scalar; finish_stats recomputes in double a channel
   // whose float lanes overflowed.
-  auto finish_channel = [&](std::size_t c) {
-    const ChannelStats st = finish_stats(Moments{m, sums[c], m2[c]}, args.x, v, c, shift[c], args.eps);
+  auto store_channel = [&](std::size_t c, const ChannelStats& st, const Coefficients& co) {
     mean_d[c] = st.mean;
     m2[c] = st.m2;
     mean_f[c] = st.mean_f;
     invstd_f[c] = st.invstd_f;
-    const Coefficients co = fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f);
     a[c] = co.a;
     b[c] = co.b;
+  };
+  auto finish_channel = [&](std::size_t c) {
+    const ChannelStats st = finish_stats(Moments{m, sums[c], m2[c]}, args.x, v, c, shift[c], args.eps);
+    store_channel(c, st, fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f));
   };
   // The same for channels [c0, c0 + count), vectorised; a channel whose float lanes overflowed (or whose data is not
   // finite) goes again through finish_channel. The vector steps write whole vectors from c0: callers pass c0 a
@@ -408,25 +447,22 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
   };
 
   if (!v.rows) {
-    const std::size_t chunks = run_chunks(v);
     sums = scratch<double>(1, cp, true);
     m2 = scratch<double>(2, cp, true);
-    Moments* const partial = chunks > 1 ? scratch<Moments>(6, C * chunks) : nullptr;
-    if (!sums || !m2 || (chunks > 1 && !partial)) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
-    auto keep = [&](std::size_t c, const Moments& moments) {
-      sums[c] = moments.sum;
-      m2[c] = moments.m2;
-    };
-    if (chunks == 1) {
-      // Statistics, then normalisation of the same channels while they are still in cache, kChannelGroup channels
-      // at a time when they are short (their per-channel arithmetic then runs vectorised), else one at a time.
+    if (!sums || !m2) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
+    if (!shares_channels(v, g, 1)) {
+      // Statistics, then normalisation of the same channels while they are still in the core's L2, kChannelGroup
+      // channels at a time when they are short (their per-channel arithmetic then runs vectorised), else one at a
+      // time.
       const std::size_t group = v.per_channel <= kGroupedChannelFloats ? kChannelGroup : 1;
       const RunWalk walk = run_walk(v, 0, 1);
       parallel_for((C + group - 1) / group, g.elements, [&](std::size_t i) {
         const std::size_t c0 = i * group;
         const std::size_t count = C - c0 < group ? C - c0 : group;
         for (std::size_t c = c0; c < c0 + count; ++c) {
-          keep(c, k.moments_run(args.x + c * v.channel_stride, walk, shift[c]));
+          const Moments moments = k.moments_run(args.x + c * v.channel_stride, walk, shift[c]);
+          sums[c] = moments.sum;
+          m2[c] = moments.m2;
         }
         if (group == kChannelGroup) {
           finish_channels(c0, count);
@@ -439,22 +475,37 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
         }
       });
     } else {
-      parallel_for(C * chunks, g.elements, [&](std::size_t i) {
-        const std::size_t c = i / chunks;
-        partial[i] = k.moments_run(args.x + c * v.channel_stride, run_walk(v, i % chunks, chunks), shift[c]);
-      });
-      for (std::size_t c = 0; c < C; ++c) {
-        Moments total{0.0, 0.0, 0.0};
-        for (std::size_t i = 0; i < chunks; ++i) merge_moments<Baseline>(total, partial[c * chunks + i]);
-        keep(c, total);
-      }
-      finish_channels(0, C);
-      parallel_for_backwards(C * chunks, g.elements, [&](std::size_t i) {
-        const std::size_t c = i / chunks;
-        const std::size_t at = c * v.channel_stride;
-        k.affine_run(args.x + at, args.y + at, second_pass(run_walk(v, i % chunks, chunks)), a[c], b[c], relu,
-                     stream);
-      });
+      // Each channel shared by the team: moments of every part, merged in part order by every thread (the same
+      // result on each), then each thread normalises its own parts.
+      Moments* const partial = scratch<Moments>(6, C * kChannelParts);
+      if (!partial) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
+      for_each_shared_channel(
+          C, g.elements,
+          [&](std::size_t c, std::size_t p, std::size_t last) {
+            partial[c * kChannelParts + p] =
+                k.moments_run(args.x + c * v.channel_stride, channel_part(v, p, last), shift[c]);
+          },
+          [&](std::size_t c, Block mine) {
+            Moments total{0.0, 0.0, 0.0};
+            for (std::size_t p = 0; p < kChannelParts; ++p) merge_moments<Baseline>(total, partial[c * kChannelParts + p]);
+            const ChannelStats st = finish_stats(total, args.x, v, c, shift[c], args.eps);
+            if (!std::isfinite(total.sum) || !std::isfinite(total.m2)) {
+              // finish_stats has just read the whole channel again: nobody writes it (in place) before all have.
+              // Every thread sees the same total, so all of them or none come here.
+#ifdef SIMDNORM_WITH_OPENMP
+#pragma omp barrier
+#endif
+            }
+            const Coefficients co = fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f);
+            if (mine.begin == 0) {
+              sums[c] = total.sum;
+              store_channel(c, st, co);
+            }
+            const std::size_t at = c * v.channel_stride;
+            for (std::size_t p = mine.end; p-- > mine.begin;) {
+              k.affine_run(args.x + at, args.y + at, second_pass(channel_part(v, p, p + 1)), co.a, co.b, relu, stream);
+            }
+          });
     }
   } else {
     const RowTiles rt = row_tiles(v);
@@ -649,9 +700,8 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
   const bool stream = args.dx != nullptr && streams(args.dy, args.dx, g, 3);
 
   if (!v.rows) {
-    const std::size_t chunks = run_chunks(v);
-    if (chunks == 1) {
-      // Both reductions, then dx from the same channel while x and dy are still in cache.
+    if (!shares_channels(v, g, 2)) {
+      // Both reductions, then dx from the same channel while x and dy are still in the core's L2.
       parallel_for(C, g.elements, [&](std::size_t c) {
         const std::size_t base = c * v.channel_stride;
         const RunWalk walk = run_walk(v, 0, 1);
@@ -664,33 +714,32 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
         k.grad_input_run(args.x + base, args.dy + base, args.dx + base, second_pass(walk), co, relu, stream);
       });
     } else {
-      GradSums* const partial = scratch<GradSums>(1, C * chunks);
-      GradCoefficients* const coeffs = scratch<GradCoefficients>(2, C);
-      if (!partial || !coeffs) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
-      parallel_for(C * chunks, g.elements, [&](std::size_t i) {
-        const std::size_t c = i / chunks;
-        const std::size_t base = c * v.channel_stride;
-        const GradCoefficients probe = grad_coefficients(args, c, GradSums{0.0, 0.0}, m);
-        GradSums& s = partial[i];
-        k.grad_sums_run(args.x + base, args.dy + base, run_walk(v, i % chunks, chunks), probe, relu, &s.dy, &s.dy_xc);
-      });
-      for (std::size_t c = 0; c < C; ++c) {
-        GradSums s{0.0, 0.0};
-        for (std::size_t i = 0; i < chunks; ++i) {
-          s.dy += partial[c * chunks + i].dy;
-          s.dy_xc += partial[c * chunks + i].dy_xc;
-        }
-        write_param_grads(args, c, s);
-        coeffs[c] = grad_coefficients(args, c, s, m);
-      }
-      if (args.dx != nullptr) {
-        parallel_for_backwards(C * chunks, g.elements, [&](std::size_t i) {
-          const std::size_t c = i / chunks;
-          const std::size_t base = c * v.channel_stride;
-          k.grad_input_run(args.x + base, args.dy + base, args.dx + base, second_pass(run_walk(v, i % chunks, chunks)),
-                           coeffs[c], relu, stream);
-        });
-      }
+      // Each channel shared by the team (see run_forward_training).
+      GradSums* const partial = scratch<GradSums>(1, C * kChannelParts);
+      if (!partial) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
+      for_each_shared_channel(
+          C, g.elements,
+          [&](std::size_t c, std::size_t p, std::size_t last) {
+            const std::size_t base = c * v.channel_stride;
+            const GradCoefficients probe = grad_coefficients(args, c, GradSums{0.0, 0.0}, m);
+            GradSums& s = partial[c * kChannelParts + p];
+            k.grad_sums_run(args.x + base, args.dy + base, channel_part(v, p, last), probe, relu, &s.dy, &s.dy_xc);
+          },
+          [&](std::size_t c, Block mine) {
+            GradSums s{0.0, 0.0};
+            for (std::size_t p = 0; p < kChannelParts; ++p) {
+              s.dy += partial[c * kChannelParts + p].dy;
+              s.dy_xc += partial[c * kChannelParts + p].dy_xc;
+            }
+            if (mine.begin == 0) write_param_grads(args, c, s);
+            if (args.dx == nullptr) return;
+            const GradCoefficients co = grad_coefficients(args, c, s, m);
+            const std::size_t base = c * v.channel_stride;
+            for (std::size_t p = mine.end; p-- > mine.begin;) {
+              k.grad_input_run(args.x + base, args.dy + base, args.dx + base, second_pass(channel_part(v, p, p + 1)), co,
+                               relu, stream);
+            }
+          });
     }
     return SIMDNORM_SUCCESS;
   }

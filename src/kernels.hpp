@@ -434,17 +434,18 @@ struct Kernels {
   }
 
   // Calls visit(start, len, next) for each run of the walk: its offset, its length, and how far on the same offset
-  // of the next run lies (0 when there is none in the walk, or the runs are too long to fetch a run ahead).
+  // of the next run lies (0 when there is none before walk.fetch_end, or the runs are too long to fetch a run ahead).
   template <class Visit>
   static void for_each_run(const RunWalk& walk, Visit&& visit) {
     const bool ahead = walk.len <= kRunPrefetchFloats;
+    const std::size_t fetch_end = walk.fetch_end > walk.end ? walk.fetch_end : walk.end;
     std::size_t e = walk.begin;
     while (e < walk.end) {
       const std::size_t run = e / walk.len;
       const std::size_t offset = e - run * walk.len;
       const std::size_t rest = walk.len - offset;
       const std::size_t take = rest < walk.end - e ? rest : walk.end - e;
-      visit(run * walk.stride + offset, take, ahead && e + take < walk.end ? walk.stride : 0);
+      visit(run * walk.stride + offset, take, ahead && e + take < fetch_end ? walk.stride : 0);
       e += take;
     }
   }

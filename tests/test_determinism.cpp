@@ -21,8 +21,9 @@ constexpr int kThreadCounts[] = {2, 3, 4, 7, 16};
 struct SplitShape {
   std::size_t n, c, spatial;
 };
-// Many images; many channels per pixel row; one huge image (spatial must be split); a matrix of many rows.
-constexpr SplitShape kSplitShapes[] = {{8, 64, 784}, {16, 100, 196}, {1, 3, 200000}, {2048, 40, 1}};
+// Many images; many channels per pixel row; one huge image (spatial must be split); NCHW channels of over 1 MiB,
+// which the whole team shares (their parts end inside runs); a matrix of many rows.
+constexpr SplitShape kSplitShapes[] = {{8, 64, 784}, {16, 100, 196}, {1, 3, 200000}, {2, 3, 150001}, {2048, 40, 1}};
 
 // Data shared by the four tests for one shape.
 struct Problem {

@@ -50,6 +50,40 @@ TEST_P(HugeDataTest, StatisticsStayFiniteWhenSquaresOverflowFloat) {
   }
 }
 
+// The same overflow on NCHW channels of over 1 MiB, which the whole thread team shares, normalised in place: the
+// statistics are recomputed from x by every thread, and no thread may overwrite its part of x before all have read
+// it.
+TEST_P(HugeDataTest, SharedChannelsOverflowingInPlace) {
+  const std::size_t n = 2, c = 2, s = 150001;
+  Rng rng(79);
+  std::vector<float> x(n * c * s), yr(x.size());
+  for (float& v : x) v = static_cast<float>(rng.uniform(-1.6e19, 1.6e19));
+  std::vector<float> mean(c), invstd(c), mean_r(c), invstd_r(c);
+  const simdnorm_shape shape{n, c, s, SIMDNORM_NCHW};
+  ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_reference_forward_training(&shape, x.data(), yr.data(), nullptr, nullptr, 1e-5f,
+                                                                  mean_r.data(), invstd_r.data(), nullptr, nullptr,
+                                                                  0.5f, 0u));
+  for (int threads : {1, 2, 3}) {
+    SCOPED_TRACE(testing::Message() << threads << " threads");
+    std::vector<float> y(x);
+    simdnorm_set_num_threads(threads);
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_forward_training(&shape, y.data(), y.data(), nullptr, nullptr, 1e-5f,
+                                                          mean.data(), invstd.data(), nullptr, nullptr, 0.5f, 0u))
+        << simdnorm_last_error();
+    simdnorm_set_num_threads(0);
+    for (std::size_t ch = 0; ch < c; ++ch) {
+      EXPECT_NEAR(mean[ch], mean_r[ch], 8 * FLT_EPSILON * (std::fabs(mean_r[ch]) + 1.0 / invstd_r[ch])) << ch;
+      EXPECT_NEAR(invstd[ch], invstd_r[ch], 8 * FLT_EPSILON * invstd_r[ch]) << ch;
+    }
+    std::size_t wrong = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) {
+      // |y| is at most a few units: a few ulps of it, plus the rounding of mean and invstd carried through.
+      if (!(std::fabs(double(y[i]) - yr[i]) <= 32 * FLT_EPSILON * (std::fabs(double(yr[i])) + 1.0))) ++wrong;
+    }
+    EXPECT_EQ(0u, wrong) << "outputs off the reference";
+  }
+}
+
 SIMDNORM_INSTANTIATE_PER_ISA(HugeDataTest);
 
 // A scratch allocation that cannot succeed (per-channel scratch for 2^40 channels) fails cleanly with
