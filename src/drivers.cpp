@@ -56,10 +56,10 @@ constexpr std::size_t kOneTileBytes = std::size_t{128} << 10;
 // Below this many floats a call runs on the calling thread: waking a team costs more than it saves.
 [[maybe_unused]] constexpr std::size_t kParallelMinElements = std::size_t{1} << 13;
 // An output written to a buffer other than its input, by an operation whose tensors (inputs and output) add up to at
-// least this many bytes (beyond the last-level cache, 32 MiB here), goes out with non-temporal stores: nobody reads it back
-// before it is evicted, so the read-for-ownership that a normal store makes of every line is wasted traffic (a third
-// of an out-of-place pass), and the output no longer evicts the inputs that the second pass reads again. (Counting
-// the tensors of the operation rather than one: backward of 32x64x56x56 NHWC, 3 x 26 MB, 2.26 -> 1.99 ms.)
+// least this many bytes (beyond the last-level cache, 32 MiB here), goes out with non-temporal stores: nobody reads it
+// back before it is evicted, so the read-for-ownership that a normal store makes of every line is wasted traffic (a
+// third of an out-of-place pass), and the output no longer evicts the inputs that the second pass reads again.
+// (Counting the tensors of the operation rather than one: backward of 32x64x56x56 NHWC, 3 x 26 MB, 2.26 -> 1.99 ms.)
 constexpr std::size_t kStreamMinBytes = std::size_t{32} << 20;
 constexpr std::size_t kStreamMinSpanBytes = std::size_t{4} << 10;
 
@@ -142,10 +142,10 @@ void parallel_two_pass(std::size_t items, std::size_t elements, const First& fir
 }
 
 // Channels [0, channels) shared by the whole team (see kCoreChannelBytes), one at a time: first(c, p, end) for the
-// parts p of the calling thread's block [begin, end), then, once every part of channel c has been through first(), second(c, block).
-// first() of channel c must write only what belongs to its part, and second() may read what any part's first()
-// wrote: per-part results live in per-channel slots, so that a thread running ahead into channel c + 1 overwrites
-// nothing another thread still reads. One barrier a channel.
+// parts p of the calling thread's block [begin, end), then, once every part of channel c has been through first(),
+// second(c, block). first() of channel c must write only what belongs to its part, and second() may read what any
+// part's first() wrote: per-part results live in per-channel slots, so that a thread running ahead into channel c + 1
+// overwrites nothing another thread still reads. One barrier a channel.
 template <class First, class Second>
 void for_each_shared_channel(std::size_t channels, std::size_t elements, const First& first, const Second& second) {
   for_each_block(kChannelParts, elements, [&](Block mine) {
@@ -487,7 +487,9 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
           },
           [&](std::size_t c, Block mine) {
             Moments total{0.0, 0.0, 0.0};
-            for (std::size_t p = 0; p < kChannelParts; ++p) merge_moments<Baseline>(total, partial[c * kChannelParts + p]);
+            for (std::size_t p = 0; p < kChannelParts; ++p) {
+              merge_moments<Baseline>(total, partial[c * kChannelParts + p]);
+            }
             const ChannelStats st = finish_stats(total, args.x, v, c, shift[c], args.eps);
             if (!std::isfinite(total.sum) || !std::isfinite(total.m2)) {
               // finish_stats has just read the whole channel again: nobody writes it (in place) before all have.
@@ -736,8 +738,8 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
             const GradCoefficients co = grad_coefficients(args, c, s, m);
             const std::size_t base = c * v.channel_stride;
             for (std::size_t p = mine.end; p-- > mine.begin;) {
-              k.grad_input_run(args.x + base, args.dy + base, args.dx + base, second_pass(channel_part(v, p, p + 1)), co,
-                               relu, stream);
+              const RunWalk walk = second_pass(channel_part(v, p, p + 1));
+              k.grad_input_run(args.x + base, args.dy + base, args.dx + base, walk, co, relu, stream);
             }
           });
     }
