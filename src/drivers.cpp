@@ -55,12 +55,10 @@ constexpr std::size_t kMinChunkRows = 32;
 constexpr std::size_t kOneTileBytes = std::size_t{128} << 10;
 // Below this many floats a call runs on the calling thread: waking a team costs more than it saves.
 [[maybe_unused]] constexpr std::size_t kParallelMinElements = std::size_t{1} << 13;
-// An output written to a buffer other than its input, by an operation whose tensors (inputs and output) add up to at
-// least this many bytes (beyond the last-level cache, 32 MiB here), goes out with non-temporal stores: nobody reads it
-// back before it is evicted, so the read-for-ownership that a normal store makes of every line is wasted traffic (a
-// third of an out-of-place pass), and the output no longer evicts the inputs that the second pass reads again.
-// (Counting the tensors of the operation rather than one: backward of 32x64x56x56 NHWC, 3 x 26 MB, 2.26 -> 1.99 ms.)
-constexpr std::size_t kStreamMinBytes = std::size_t{32} << 20;
+// Tensors (the inputs and output of an operation) adding up to at least this many bytes are beyond the last-level
+// cache (32 MiB here): what a first pass reads comes back to the second from DRAM, and what is written is evicted
+// before anyone reads it.
+constexpr std::size_t kBeyondCacheBytes = std::size_t{32} << 20;
 constexpr std::size_t kStreamMinSpanBytes = std::size_t{4} << 10;
 
 std::atomic<int> g_num_threads{0};
@@ -230,12 +228,16 @@ View make_view(const Geometry& g) {
   return v;
 }
 
-// Whether an output goes out with non-temporal stores (see kStreamMinBytes): only when the spans the kernels write
+// Whether an output goes out with non-temporal stores: an output written to a buffer other than its input, by an
+// operation whose tensors are beyond the cache (kBeyondCacheBytes, counting the inputs and the output: backward of
+// 32x64x56x56 NHWC, 3 x 26 MB, 2.26 -> 1.99 ms). Nobody reads it back before it is evicted, so the
+// read-for-ownership that a normal store makes of every line is wasted traffic (a third of an out-of-place pass),
+// and the output no longer evicts the inputs that the second pass reads again. Only when the spans the kernels write
 // start on cache lines, or are long. A span that starts or ends inside a line writes that line with ordinary stores
 // and the rest with streaming ones: NHWC rows of 64 channels off their lines ran 1.3x slower streamed than with
 // ordinary stores.
 bool streams(const float* in, const float* out, const Geometry& g, std::size_t tensors) {
-  if (in == out || tensors * g.elements * sizeof(float) < kStreamMinBytes) return false;
+  if (in == out || tensors * g.elements * sizeof(float) < kBeyondCacheBytes) return false;
   const View v = make_view(g);
   const std::size_t span = v.rows ? v.channels : v.len;  // floats written contiguously by one kernel step
   const bool aligned = reinterpret_cast<std::uintptr_t>(out) % 64 == 0 && span * sizeof(float) % 64 == 0;
@@ -257,7 +259,7 @@ RunWalk run_walk(const View& v, std::size_t chunk, std::size_t chunks) {
 // 1x3x400000, 0.6-0.8x the time shared).
 bool shares_channels(const View& v, const Geometry& g, std::size_t inputs) {
   if (inputs * v.per_channel * sizeof(float) <= kCoreChannelBytes) return false;
-  return v.channels < kChannelParts || inputs * g.elements * sizeof(float) >= kStreamMinBytes;
+  return v.channels < kChannelParts || inputs * g.elements * sizeof(float) >= kBeyondCacheBytes;
 }
 
 // Part p of kChannelParts of a channel shared by the team, walked by a thread whose block of parts ends before part
@@ -499,10 +501,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
 #endif
             }
             const Coefficients co = fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f);
-            if (mine.begin == 0) {
-              sums[c] = total.sum;
-              store_channel(c, st, co);
-            }
+            if (mine.begin == 0) store_channel(c, st, co);
             const std::size_t at = c * v.channel_stride;
             for (std::size_t p = mine.end; p-- > mine.begin;) {
               k.affine_run(args.x + at, args.y + at, second_pass(channel_part(v, p, p + 1)), co.a, co.b, relu, stream);
