@@ -174,18 +174,16 @@ def shape_label(c, hw):
     return "%d (N x C)" % c if hw == 1 else "%dx%dx%d" % (c, hw, hw)
 
 
+def three_figures(v, places_below_1):
+    """v with three significant figures from 1 up; below 1, with places_below_1 decimal places."""
+    for limit, places in ((100, 0), (10, 1), (1, 2)):
+        if v >= limit:
+            return "%.*f" % (places, v)
+    return "%.*f" % (places_below_1, v)
+
+
 def fmt_ms(v):
-    if v is None:
-        return "-"
-    if v >= 100:
-        return "%.0f" % v
-    if v >= 10:
-        return "%.1f" % v
-    if v >= 1:
-        return "%.2f" % v
-    if v >= 0.1:
-        return "%.3f" % v
-    return "%.4f" % v
+    return "-" if v is None else three_figures(v, 3 if v >= 0.1 else 4)
 
 
 def fmt_gbs(v):
@@ -193,13 +191,7 @@ def fmt_gbs(v):
 
 
 def fmt_x(v):
-    if v is None:
-        return "-"
-    if v >= 100:
-        return "%.0fx" % v
-    if v >= 10:
-        return "%.1fx" % v
-    return "%.2fx" % v
+    return "-" if v is None else three_figures(v, 2) + "x"
 
 
 def fmt_pct(v):
