@@ -284,7 +284,7 @@ struct Kernels {
   static Moments moments_short_dispatch(const float* x, std::size_t len, F k, std::index_sequence<I...>) {
     Moments result{0.0, 0.0, 0.0};
     const std::size_t count = (len + W - 1) / W;
-    ((count == I + 1 ? (result = moments_short<I + 1>(x, len, k), true) : false) || ...);
+    static_cast<void>(((count == I + 1 ? (result = moments_short<I + 1>(x, len, k), true) : false) || ...));
     return result;
   }
   static F lane_index() {

@@ -122,6 +122,8 @@ simdnorm_status simdnorm_backward(const simdnorm_shape* shape, const float* x, c
  *   scale = gamma / sqrt(var + eps),  shift = beta - mean * scale
  * where shift uses scale as returned (rounded to float), so that scale*x + shift = scale*(x - mean) + beta up to the
  * rounding of shift: the rounding of scale then costs ulps of |scale*(x - mean)|, not of |scale*x|.
+ * Below the float range it costs up to 0.7e-45*|x - mean| absolutely: a scale under 1.4e-45 may round to zero, and
+ * then y = beta.
  * gamma, beta may be NULL (ones, zeros); mean, var, scale, shift required; c > 0. scale and shift must not overlap
  * the inputs. */
 simdnorm_status simdnorm_fold(size_t c, const float* gamma, const float* beta, const float* mean, const float* var,

@@ -294,9 +294,11 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         sh = (has_beta ? pc[1][c] : 0.0) - pc[2][c] * a;
       }
       // Rounding of a, b and y, plus gradual underflow: a and b rounded to float lose up to FLT_TRUE_MIN
-      // absolutely, which |x| scales.
+      // absolutely. b is formed from the rounded a (b = beta − mean*a), so the loss in a is scaled by |x − mean|,
+      // not by |x| alone: with gamma = 1e-40 and |mean| = 5e14, a rounds to 0 and y loses mean*a ≈ 2e-33.
+      const double mean_in = op == 4 ? 0.0 : pc[2][c];
       bound[i] = 8 * u * (std::fabs(a * x[i]) + std::fabs(sh) + std::fabs(a * pc[2][c])) +
-                 2 * FLT_TRUE_MIN * (std::fabs(x[i]) + 1.0) + 1e-37;
+                 2 * FLT_TRUE_MIN * (std::fabs(x[i]) + std::fabs(mean_in) + 1.0) + 1e-37;
     }
     check_close(y_got, y_want, total, bound, "y", op);
   } else if (op == 0) {
@@ -311,7 +313,8 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       const double sh = (has_beta ? pc[1][c] : 0.0) - mean[c] * a;
       const double dmean = 16 * u * (std::fabs(mean[c]) + std::sqrt(m2[c] / m));
       bound[i] = 16 * u * (std::fabs(a * x[i]) + std::fabs(sh)) + std::fabs(a) * dmean +
-                 1e-5 * std::fabs(a * (x[i] - mean[c])) + 2 * FLT_TRUE_MIN * (std::fabs(x[i]) + 1.0) + 1e-37;
+                 1e-5 * std::fabs(a * (x[i] - mean[c])) +
+                 2 * FLT_TRUE_MIN * (std::fabs(x[i]) + std::fabs(mean[c]) + 1.0) + 1e-37;  // as for op 1
     }
     check_close(y_got, y_want, total, bound, "y", op);
   } else if (op == 2 && flags == 0u) {
