@@ -343,10 +343,13 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
           continue;
         }
         // Rounding of every term, plus gradual underflow: k_dy (rounded to float) and each term of the bracket may
-        // lose up to FLT_TRUE_MIN absolutely, which the other factor (the bracket, or k_dy) scales; dgamma carries
-        // its own underflow (below), which reaches dx through k*xhat/m.
+        // lose up to FLT_TRUE_MIN absolutely, which the other factor (the bracket, or k_dy) scales. In the product
+        // xhat * mean_dy_xhat, each factor is formed in float and may lose FLT_TRUE_MIN times (invstd + 1): xhat
+        // from the float x − mean times invstd, mean_dy_xhat from a sum of float products dy*(x − mean) (see dgamma
+        // below) times invstd/m; the other factor (bounded by mdx and xhat) and k scale that.
+        const double mdx = abs_dy_xhat[c] / m;
         bound[i] = 16 * u * k * inner + 4 * FLT_TRUE_MIN * (1.0 + k + inner) +
-                   2 * k * xhat * FLT_TRUE_MIN * invstd[c] + 1e-37;
+                   2 * k * FLT_TRUE_MIN * (invstd[c] + 1.0) * (xhat + mdx) + 1e-37;
       }
       check_close(y_got, y_want, total, bound, "dx", op);
     }
