@@ -192,9 +192,9 @@ T* scratch(int slot, std::size_t count, bool zero = false) {
   return static_cast<T*>(g_scratch.block[slot]);
 }
 
-// Scratch for `count` per-channel arrays of cp = padded_channels(c) values laid end to end, of which the caller writes
-// [0, c) of each before any kernel reads them: only the padding [c, cp) is cleared (clearing them whole cost a few
-// microseconds a call at C = 2048, a fifth of a 1x2048x7x7 training).
+// Scratch for `count` per-channel arrays of cp = padded_channels(c) values laid end to end, whose [0, c) the call
+// writes (itself or through a kernel) before anything reads it: only the padding [c, cp) is cleared (clearing them
+// whole cost a few microseconds a call at C = 2048, a fifth of a 1x2048x7x7 training).
 template <class T>
 T* per_channel_scratch(int slot, std::size_t count, std::size_t c, std::size_t cp) {
   T* const arrays = scratch<T>(slot, count * cp);
@@ -645,17 +645,15 @@ namespace {
 simdnorm_status fold_all(const char* fn, std::size_t c, const float* gamma, const float* beta, const float* mean,
                          const float* var, float eps, float** a, float** b) {
   const std::size_t cp = padded_channels(c);
-  float* const in = scratch<float>(1, 4 * cp, true);
-  float* const out = scratch<float>(2, 2 * cp, true);
+  float* const in = per_channel_scratch<float>(1, 4, c, cp);
+  float* const out = per_channel_scratch<float>(2, 2, c, cp);
   if (!in || !out) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
   float* const pg = in;
   float* const pb = in + cp;
   float* const pm = in + 2 * cp;
   float* const pv = in + 3 * cp;
-  for (std::size_t i = 0; i < c; ++i) {
-    pg[i] = gamma != nullptr ? gamma[i] : 1.0f;
-    pb[i] = beta != nullptr ? beta[i] : 0.0f;
-  }
+  copy_or_fill(pg, gamma, c, 1.0f);
+  copy_or_fill(pb, beta, c, 0.0f);
   std::memcpy(pm, mean, c * sizeof(float));
   std::memcpy(pv, var, c * sizeof(float));
   *a = out;
@@ -688,8 +686,8 @@ simdnorm_status run_affine(const char* fn, const Geometry& g, const AffineArgs& 
   if (!make_view(g).rows) return apply_affine(active_kernels(), g, args.x, args.y, args.scale, args.shift, relu);
   // Row kernels read per-channel arrays in whole vectors: give them padded copies.
   const std::size_t cp = padded_channels(g.c);
-  float* const a = scratch<float>(1, cp, true);
-  float* const b = scratch<float>(2, cp, true);
+  float* const a = per_channel_scratch<float>(1, 1, g.c, cp);
+  float* const b = per_channel_scratch<float>(2, 1, g.c, cp);
   if (!a || !b) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
   std::memcpy(a, args.scale, g.c * sizeof(float));
   std::memcpy(b, args.shift, g.c * sizeof(float));
