@@ -45,6 +45,12 @@ struct RunWalk {
   // back: a channel larger than the core's L2 then starts with what the first pass read last, still in L2, instead of
   // chasing the lines that a forward sweep is about to evict. First passes ignore it.
   bool last_first = false;
+  // When not 0, first passes prefetch this many floats of a run a few runs further on, from the walk's offset in it,
+  // instead of what they fetch by themselves: drivers set it for short runs (7x7, 14x14 planes), on the first of a
+  // group of adjacent channels read one after the other, to the whole group's block of each run; the others then
+  // find theirs in cache and fetch nothing (fetch = false).
+  std::size_t fetch_floats = 0;
+  bool fetch = true;
 };
 
 // A block of rows in a row walk.
