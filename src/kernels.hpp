@@ -387,6 +387,54 @@ struct Kernels {
     if (i < len) Native::store_first(y + i, first(i, len - i), len - i);
   }
 
+  // Rows of at most kNarrowVectors vectors (C <= 64 with AVX-512: ResNet's 64-channel layers, its largest tensors)
+  // keep the per-channel coefficients of the whole row in registers, loaded once a call: a wider row loads them with
+  // every data vector, and grad_input has seven of them. The limit leaves registers for the data.
+  static constexpr std::size_t kNarrowVectors = sizeof(F) == 64 ? 4 : 2;
+
+  // Calls narrow(std::integral_constant<std::size_t, V>{}) if rows of c channels are V <= kNarrowVectors vectors and,
+  // streaming, every row starts on a vector boundary of y (rows `stride` floats apart); returns whether it did.
+  template <bool Stream, class Narrow>
+  static bool with_narrow_rows(const float* y, std::size_t stride, std::size_t c, const Narrow& narrow) {
+    if (c == 0 || c > kNarrowVectors * W) return false;
+    if (Stream && (reinterpret_cast<std::uintptr_t>(y) % sizeof(F) != 0 || stride % W != 0)) return false;
+    const std::size_t vectors = (c + W - 1) / W;
+    return with_vector_count(vectors, narrow, std::make_index_sequence<kNarrowVectors>{});
+  }
+  template <class Narrow, std::size_t... I>
+  static bool with_vector_count(std::size_t vectors, const Narrow& narrow, std::index_sequence<I...>) {
+    return ((vectors == I + 1 ? (narrow(std::integral_constant<std::size_t, I + 1>{}), true) : false) || ...);
+  }
+
+  // Writes `rows` rows of c <= V*W channels, `stride` floats apart, from value(r, v, count): row r's vector v, of
+  // which the first count lanes are stored (W but for the last vector of a row).
+  template <bool Stream, std::size_t V, class Value>
+  static void store_narrow_rows(float* y, std::size_t rows, std::size_t stride, std::size_t c, const Value& value) {
+    const std::size_t tail = c - (V - 1) * W;  // lanes of each row's last vector: 1 to W
+    for (std::size_t r = 0; r < rows; ++r, y += stride) {
+      for (std::size_t v = 0; v + 1 < V; ++v) {
+        if constexpr (Stream) {
+          Native::stream(y + v * W, value(r, v, W));
+        } else {
+          value(r, v, W).store_unaligned(y + v * W);
+        }
+      }
+      if (tail == W) {
+        if constexpr (Stream) {
+          Native::stream(y + (V - 1) * W, value(r, V - 1, W));
+        } else {
+          value(r, V - 1, W).store_unaligned(y + (V - 1) * W);
+        }
+      } else {
+        Native::store_first(y + (V - 1) * W, value(r, V - 1, tail), tail);
+      }
+    }
+  }
+  // Vector v of a row at p: whole (count = W), or its first count lanes.
+  static F load_vector(const float* p, std::size_t v, std::size_t count) {
+    return count == W ? F::load_unaligned(p + v * W) : Native::load_first(p + v * W, count);
+  }
+
   // y[i] = a*x[i] + b over len contiguous floats (the caller fences after streaming).
   template <bool Relu, bool Stream>
   static void affine_span(const float* x, float* y, std::size_t len, F a, F b) {
@@ -730,7 +778,15 @@ void Kernels<Arch>::affine_rows_impl(const float* x, float* y, const RowWalk& wa
   // The walk is copied into locals: the stores through y could otherwise alias it and reload it every row, and that
   // per-row overhead cost a quarter of the bandwidth on narrow rows (C = 64 is 4 vectors a row).
   const std::size_t rows = walk.rows, stride = walk.row_stride, c = walk.c;
-  for (std::size_t r = 0; r < rows; ++r, x += stride, y += stride) {
+  const bool narrow = with_narrow_rows<Stream>(y, stride, c, [&](auto vectors) {
+    constexpr std::size_t V = decltype(vectors)::value;
+    F va[V], vb[V];
+    for (std::size_t v = 0; v < V; ++v) va[v] = F::load_unaligned(a + v * W), vb[v] = F::load_unaligned(b + v * W);
+    store_narrow_rows<Stream, V>(y, rows, stride, c, [&](std::size_t r, std::size_t v, std::size_t count) {
+      return activate<Relu>(xsimd::fma(va[v], load_vector(x + r * stride, v, count), vb[v]));
+    });
+  });
+  for (std::size_t r = 0; !narrow && r < rows; ++r, x += stride, y += stride) {
     // Channel offsets i need not be vector-aligned (streaming peels y to alignment): the padded per-channel arrays
     // are read unaligned at the same offsets.
     store_span<Stream>(
@@ -889,7 +945,24 @@ void Kernels<Arch>::grad_input_rows_impl(const float* x, const float* dy, float*
                             coefficient(k.mean_dy_xhat, i));
   };
   const std::size_t rows = walk.rows, stride = walk.row_stride, c = walk.c;  // locals: see affine_rows_impl
-  for (std::size_t r = 0; r < rows; ++r, x += stride, dy += stride, dx += stride) {
+  const bool narrow = with_narrow_rows<Stream>(dx, stride, c, [&](auto vectors) {
+    constexpr std::size_t V = decltype(vectors)::value;
+    struct At {
+      F mean, invstd, a, b, k_dy, mean_dy, mean_dy_xhat;
+    };
+    At co[V];
+    for (std::size_t v = 0; v < V; ++v) {
+      const std::size_t i = v * W;
+      co[v] = At{coefficient(k.mean, i), coefficient(k.invstd, i), coefficient(k.a, i), coefficient(k.b, i),
+                 coefficient(k.k_dy, i), coefficient(k.mean_dy, i), coefficient(k.mean_dy_xhat, i)};
+    }
+    store_narrow_rows<Stream, V>(dx, rows, stride, c, [&](std::size_t r, std::size_t v, std::size_t count) {
+      const At& q = co[v];
+      return grad_input<Relu>(load_vector(x + r * stride, v, count), load_vector(dy + r * stride, v, count), q.mean,
+                              q.invstd, q.a, q.b, q.k_dy, q.mean_dy, q.mean_dy_xhat);
+    });
+  });
+  for (std::size_t r = 0; !narrow && r < rows; ++r, x += stride, dy += stride, dx += stride) {
     store_span<Stream>(
         dx, c, [&](std::size_t i) { return compute(F::load_unaligned(x + i), F::load_unaligned(dy + i), i); },
         [&](std::size_t i, std::size_t count) {

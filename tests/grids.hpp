@@ -23,10 +23,12 @@ struct LargeShape {
 };
 // ResNet-50's first BN layer at batch 4, a late layer at batch 32, a wide fully connected layer at batch 256,
 // channels of just over 2^20 floats, which NCHW cuts into two chunks whose boundary falls inside a run (the second
-// passes walk such chunks last run first), and 7x7 planes in a 17 MB tensor, which NCHW first passes read in groups
-// of adjacent channels fetched together (15 a group in training, 7 in backward, the last group of each shorter).
+// passes walk such chunks last run first), 7x7 planes in a 17 MB tensor, which NCHW first passes read in groups
+// of adjacent channels fetched together (15 a group in training, 7 in backward, the last group of each shorter), and
+// 48 channels in a 17 MB tensor, whose NHWC rows the second passes write from coefficients held in registers, with
+// streaming stores when out of place.
 inline constexpr LargeShape kLargeShapes[] = {
-    {4, 64, 3136}, {32, 256, 49}, {256, 1024, 1}, {3, 2, (1u << 20) / 3 + 5}, {88, 1000, 49}};
+    {4, 64, 3136}, {32, 256, 49}, {256, 1024, 1}, {3, 2, (1u << 20) / 3 + 5}, {88, 1000, 49}, {2, 48, 44000}};
 
 }  // namespace simdnorm_test
 
