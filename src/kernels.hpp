@@ -642,6 +642,16 @@ void Kernels<Arch>::moments_rows(const float* x, const RowWalk& walk, const floa
     }
   };
   std::size_t r = 0;
+  // Narrow rows (kNarrowVectors) in blocks of 2U rows where the registers allow (AVX-512): half the merges into the
+  // double state, which cost more than the data on rows of a few vectors. Two threads, 103 MB of 64-channel rows:
+  // 0.85-0.89x a read-write pass in blocks of 8 rows, 0.66-0.67x in blocks of 16 (a read-only pass: 0.61-0.63x);
+  // 25.7 MB (in the last-level cache) 1.43-1.57x against 0.96-1.02x. Wider rows gained nothing (C = 128) or lost
+  // (C = 2048: 0.74x -> 0.94x).
+  if constexpr (sizeof(F) == 64) {
+    if (walk.c <= kNarrowVectors * W) {
+      for (; r + 2 * U <= walk.rows; r += 2 * U) update(r, std::integral_constant<std::size_t, 2 * U>{});
+    }
+  }
   for (; r + U <= walk.rows; r += U) update(r, std::integral_constant<std::size_t, U>{});
   const std::size_t left = walk.rows - r;
   if (left & 4) update(r, std::integral_constant<std::size_t, 4>{}), r += 4;
