@@ -482,8 +482,8 @@ struct Kernels {
   }
 
   // How a first pass prefetches while it reads a run: the block `distance` floats on from offset i, while i < until;
-  // or, when span != 0, all of [distance, distance + span) once, before the run is read (short runs, see
-  // kShortRunFloats).
+  // or, when span != 0, all of [distance, distance + span) once, before the run is read (a walk with
+  // RunWalk::fetch_floats, over short runs).
   struct Ahead {
     std::size_t distance, until;
     std::size_t span = 0;
