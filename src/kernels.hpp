@@ -827,6 +827,28 @@ void Kernels<Arch>::affine_planes(const float* x, float* y, std::size_t len, std
                                   std::size_t channels, const float* a, const float* b, bool relu, bool stream) {
   with_modes(relu, stream, [&](auto r, auto s) {
     constexpr bool Relu = decltype(r)::value, Stream = decltype(s)::value;
+    if (!Stream && x == y && len % W != 0 && len >= W) {
+      // Planes one after the other in memory, each ending in a masked store that the next plane's first load would
+      // wait on (see tails_last): whole vectors of kTailRows planes first, then their tails. In place, 8x512x7x7:
+      // 0.5x the time.
+      const std::size_t whole = len / W * W, tail = len - whole;
+      auto channel_of = [&](std::size_t p) { return (c + p) % channels; };
+      tails_last(
+          count,
+          [&](std::size_t p) {
+            const F va(a[channel_of(p)]), vb(b[channel_of(p)]);
+            float* yp = y + p * len;
+            for (std::size_t i = 0; i < whole; i += W) {
+              activate<Relu>(xsimd::fma(va, F::load_unaligned(yp + i), vb)).store_unaligned(yp + i);
+            }
+          },
+          [&](std::size_t p) {
+            const F va(a[channel_of(p)]), vb(b[channel_of(p)]);
+            float* yp = y + p * len + whole;
+            Native::store_first(yp, activate<Relu>(xsimd::fma(va, Native::load_first(yp, tail), vb)), tail);
+          });
+      return;
+    }
     for (std::size_t p = 0; p < count; ++p, x += len, y += len) {
       affine_span<Relu, Stream>(x, y, len, F(a[c]), F(b[c]));
       if (++c == channels) c = 0;
