@@ -123,6 +123,10 @@ void register_simdnorm(Op op, simdnorm_layout layout, const Point& p, const RunS
 void register_inplace(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s);
 void register_naive(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s);
 void register_stream(const Point& p, const RunSettings& s);
+// The two-pass floors, "floor/flat/train/..." (a read of x, then x = a*x + b) and "floor/flat/backward/..." (a read
+// of x and dy, then dy = a*dy + b*x): raw loops of the passes NHWC training and backward cannot avoid, for tensors
+// that run in place (kInPlaceMinBytes).
+void register_floors(const Point& p, const RunSettings& s);
 const char* stream_isa();  // the variant the streaming baseline runs: "avx512", "avx2" or "generic"
 
 // oneDNN (bench_onednn.cpp, built only when CMake found dnnl).

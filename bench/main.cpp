@@ -148,6 +148,7 @@ void register_grid(const std::vector<Point>& grid, const Options& options) {
         }
       }
       register_stream(p, run);
+      if (static_cast<double>(p.elements()) * sizeof(float) >= kInPlaceMinBytes) register_floors(p, run);
     }
   }
 }

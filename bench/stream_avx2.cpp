@@ -5,5 +5,11 @@
 namespace simdnorm_bench {
 
 void stream_affine_avx2(float* x, std::size_t n, float a, float b) { stream_affine_body(x, n, a, b); }
+void two_pass_train_avx2(float* x, std::size_t n, float a, float b, float* sink) {
+  two_pass_train_body(x, n, a, b, sink);
+}
+void two_pass_backward_avx2(const float* x, float* dy, std::size_t n, float a, float b, float* sink) {
+  two_pass_backward_body(x, dy, n, a, b, sink);
+}
 
 }  // namespace simdnorm_bench

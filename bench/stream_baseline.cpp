@@ -9,9 +9,13 @@ namespace simdnorm_bench {
 namespace {
 
 using StreamKernel = void (*)(float*, std::size_t, float, float);
+using TrainFloorKernel = void (*)(float*, std::size_t, float, float, float*);
+using BackwardFloorKernel = void (*)(const float*, float*, std::size_t, float, float, float*);
 
 struct StreamVariant {
   StreamKernel kernel;
+  TrainFloorKernel train_floor;
+  BackwardFloorKernel backward_floor;
   const char* isa;
 };
 
@@ -19,10 +23,14 @@ struct StreamVariant {
 StreamVariant best_stream_variant() {
 #if defined(SIMDNORM_BENCH_X86)
   __builtin_cpu_init();
-  if (__builtin_cpu_supports("avx512f")) return {&stream_affine_avx512, "avx512"};
-  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return {&stream_affine_avx2, "avx2"};
+  if (__builtin_cpu_supports("avx512f")) {
+    return {&stream_affine_avx512, &two_pass_train_avx512, &two_pass_backward_avx512, "avx512"};
+  }
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) {
+    return {&stream_affine_avx2, &two_pass_train_avx2, &two_pass_backward_avx2, "avx2"};
+  }
 #endif
-  return {&stream_affine_generic, "generic"};
+  return {&stream_affine_generic, &two_pass_train_generic, &two_pass_backward_generic, "generic"};
 }
 
 const StreamVariant& stream_variant() {
@@ -42,9 +50,44 @@ void run_stream(benchmark::State& state, const Point& p) {
   set_rate_counters(state, stream_bytes_per_call(p), p);
 }
 
+// The two-pass floors (stream_kernel.inc), in place on a copy like the streaming baseline. x -> 0.5 x + 0.25 settles
+// at 0.5, and dy -> 0.5 dy + 0.25 x at the fixed point 0.5 x, so the values stay normal floats.
+float g_floor_sink[64];
+
+void run_floor(benchmark::State& state, const Point& p, bool backward) {
+  const std::size_t count = static_cast<std::size_t>(p.elements());
+  const StreamVariant& variant = stream_variant();
+  if (backward) {
+    const Tensors t = tensors_for(p.elements());
+    float* dy = fresh_copy_of_dy(p.elements());
+    for (auto _ : state) {
+      variant.backward_floor(t.x, dy, count, 0.5f, 0.25f, g_floor_sink);
+      benchmark::ClobberMemory();
+    }
+  } else {
+    float* data = fresh_copy_of_x(p.elements());
+    for (auto _ : state) {
+      variant.train_floor(data, count, 0.5f, 0.25f, g_floor_sink);
+      benchmark::ClobberMemory();
+    }
+  }
+  // The rate counted is the streaming pass's (2 tensors), so that GB/s compare with it directly.
+  set_rate_counters(state, stream_bytes_per_call(p), p);
+}
+
 }  // namespace
 
 const char* stream_isa() { return stream_variant().isa; }
+
+void register_floors(const Point& p, const RunSettings& s) {
+  for (const bool backward : {false, true}) {
+    const std::string name = benchmark_name("floor", "flat", backward ? "backward" : "train", p, s.name_suffix);
+    benchmark::RegisterBenchmark(name.c_str(), [p, backward](benchmark::State& state) { run_floor(state, p, backward); })
+        ->Unit(benchmark::kMillisecond)
+        ->UseRealTime()
+        ->MinWarmUpTime(s.warmup_seconds);
+  }
+}
 
 void register_stream(const Point& p, const RunSettings& s) {
   const std::string name = benchmark_name("stream", "flat", "stream", p, s.name_suffix);
