@@ -34,9 +34,10 @@ constexpr std::size_t kChannelGroup = 16;
 // kChannelGroup: the group's first channel fetches the group's whole block of each image (RunWalk::fetch_floats),
 // one contiguous block instead of a piece of a few lines per channel, and the others find their data in L2. 2
 // threads, median of 9 alternating rounds: 64x2048x7x7 training 0.58x the time, backward 0.59x; 64x1024x14x14
-// 0.71x and 0.76x; backward of 32x2048x7x7 (2 x 12.8 MB read) 0.50x. Where what the pass reads mostly stays in
-// the caches, the burst of prefetches cost about as much as it saved or more (12.8 MB: 32x2048x7x7 training 1.05x,
-// 32x1024x14x14 0.75x, backward of 32x256x14x14 1.12x), so those keep the prefetch of the next run's first block.
+// 0.71x and 0.76x; 32x1024x14x14 0.75x and 0.77x; backward of 32x2048x7x7 (2 x 12.8 MB read) 0.50x. Where what the
+// pass reads mostly stays in the caches, the burst of prefetches cost about as much as it saved or more (training of
+// 32x2048x7x7, 12.8 MB, 1.05x; backward of 32x256x14x14, 2 x 6.4 MB, 1.12x), so those keep the prefetch of the next
+// run's first block.
 constexpr std::size_t kShortPlaneFloats = 256;
 constexpr std::size_t kFetchGroupBytes = std::size_t{256} << 10;
 constexpr std::size_t kFetchGroupMinBytes = std::size_t{16} << 20;
@@ -110,9 +111,28 @@ struct Block {
   std::size_t begin, end;
 };
 
-// Runs body(block) once on every thread of a team, each with its own block of [0, items), or body({0, items}) on the
-// calling thread when a team does not pay (team_size). The body may contain orphaned `omp barrier` and `omp single`:
-// they bind to this team, or act on a team of one.
+// The team a for_each_block body runs in: the thread's index in it and its size.
+struct Team {
+  std::size_t thread, threads;
+};
+
+// Waits for the whole team. Only a team that for_each_block made itself has a barrier to meet: a body run on the
+// calling thread alone must not reach one, which would bind to whatever parallel region the caller is in (an
+// application's own OpenMP threads each running simdnorm on a tensor of its own: their barriers then crossed, and
+// each call merged only part of its channels).
+void sync(const Team& team) {
+#ifdef SIMDNORM_WITH_OPENMP
+  if (team.threads > 1) {
+#pragma omp barrier
+  }
+#else
+  (void)team;
+#endif
+}
+
+// Runs body(block, team) once on every thread of a team, each with its own block of [0, items), or
+// body({0, items}, {0, 1}) on the calling thread when a team does not pay (team_size). The body synchronises with
+// sync(team) only, never with a bare `omp barrier` (see sync).
 template <class Body>
 void for_each_block(std::size_t items, std::size_t elements, const Body& body) {
 #ifdef SIMDNORM_WITH_OPENMP
@@ -120,16 +140,17 @@ void for_each_block(std::size_t items, std::size_t elements, const Body& body) {
   if (threads > 1) {
 #pragma omp parallel num_threads(threads)
     {
+      // The team may be smaller than asked for (inside an application's parallel region, with nesting off: one).
       const auto t = static_cast<std::size_t>(omp_get_thread_num());
       const auto team = static_cast<std::size_t>(omp_get_num_threads());
-      body(Block{items * t / team, items * (t + 1) / team});
+      body(Block{items * t / team, items * (t + 1) / team}, Team{t, team});
     }
     return;
   }
 #else
   (void)elements;
 #endif
-  body(Block{0, items});
+  body(Block{0, items}, Team{0, 1});
 }
 
 // first(i) for every item, then between(part, parts) on every thread of the team (part: the thread's index, parts:
@@ -143,15 +164,11 @@ void for_each_block(std::size_t items, std::size_t elements, const Body& body) {
 template <class First, class Between, class Second>
 void parallel_two_pass(std::size_t items, std::size_t elements, const First& first, const Between& between,
                        const Second& second) {
-  for_each_block(items, elements, [&](Block mine) {
+  for_each_block(items, elements, [&](Block mine, Team team) {
     for (std::size_t i = mine.begin; i < mine.end; ++i) first(i);
-#ifdef SIMDNORM_WITH_OPENMP
-#pragma omp barrier
-    between(static_cast<std::size_t>(omp_get_thread_num()), static_cast<std::size_t>(omp_get_num_threads()));
-#pragma omp barrier
-#else
-    between(std::size_t{0}, std::size_t{1});
-#endif
+    sync(team);
+    between(team.thread, team.threads);
+    sync(team);
     for (std::size_t i = mine.end; i-- > mine.begin;) second(i);
   });
 }
@@ -168,18 +185,16 @@ Block channel_share(std::size_t c, std::size_t part, std::size_t parts) {
 
 // Channels [0, channels) shared by the whole team (see kCoreChannelBytes), one at a time: first(c, p, end) for the
 // parts p of the calling thread's block [begin, end), then, once every part of channel c has been through first(),
-// second(c, block). first() of channel c must write only what belongs to its part, and second() may read what any
-// part's first() wrote: per-part results live in per-channel slots, so that a thread running ahead into channel c + 1
-// overwrites nothing another thread still reads. One barrier a channel.
+// second(c, block, team). first() of channel c must write only what belongs to its part, and second() may read what
+// any part's first() wrote: per-part results live in per-channel slots, so that a thread running ahead into channel
+// c + 1 overwrites nothing another thread still reads. One barrier a channel.
 template <class First, class Second>
 void for_each_shared_channel(std::size_t channels, std::size_t elements, const First& first, const Second& second) {
-  for_each_block(kChannelParts, elements, [&](Block mine) {
+  for_each_block(kChannelParts, elements, [&](Block mine, Team team) {
     for (std::size_t c = 0; c < channels; ++c) {
       for (std::size_t p = mine.begin; p < mine.end; ++p) first(c, p, mine.end);
-#ifdef SIMDNORM_WITH_OPENMP
-#pragma omp barrier
-#endif
-      second(c, mine);
+      sync(team);
+      second(c, mine, team);
     }
   });
 }
@@ -582,7 +597,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
             partial[c * kChannelParts + p] =
                 k.moments_run(args.x + c * v.channel_stride, channel_part(v, p, last), shift[c]);
           },
-          [&](std::size_t c, Block mine) {
+          [&](std::size_t c, Block mine, Team team) {
             Moments total{0.0, 0.0, 0.0};
             for (std::size_t p = 0; p < kChannelParts; ++p) {
               merge_moments<Baseline>(total, partial[c * kChannelParts + p]);
@@ -591,9 +606,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
             if (!std::isfinite(total.sum) || !std::isfinite(total.m2)) {
               // finish_stats has just read the whole channel again: nobody writes it (in place) before all have.
               // Every thread sees the same total, so all of them or none come here.
-#ifdef SIMDNORM_WITH_OPENMP
-#pragma omp barrier
-#endif
+              sync(team);
             }
             const Coefficients co = fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f);
             if (mine.begin == 0) store_channel(c, st, co);
@@ -828,7 +841,7 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
             GradSums& s = partial[c * kChannelParts + p];
             k.grad_sums_run(args.x + base, args.dy + base, channel_part(v, p, last), probe, relu, &s.dy, &s.dy_xc);
           },
-          [&](std::size_t c, Block mine) {
+          [&](std::size_t c, Block mine, Team /*team*/) {
             GradSums s{0.0, 0.0};
             for (std::size_t p = 0; p < kChannelParts; ++p) {
               s.dy += partial[c * kChannelParts + p].dy;

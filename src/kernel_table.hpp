@@ -38,8 +38,9 @@ struct RunWalk {
   std::size_t len;     // floats per run
   std::size_t begin;
   std::size_t end;
-  // First passes read ahead (prefetch) up to here, past `end` when the caller reads on from there next (the parts of a
-  // channel that one thread walks one after the other); at most `end` when below it.
+  // First passes read ahead (prefetch) runs that start before here, past `end` when the caller reads on from there
+  // next (the parts of a channel that one thread walks one after the other); at most `end` when below it. (With
+  // fetch_floats, what is fetched of such a run may extend into the adjacent channels' runs of the same image.)
   std::size_t fetch_end = 0;
   // Second passes (affine_run, grad_input_run) visit the runs from the last to the first, each run still front to
   // back: a channel larger than the core's L2 then starts with what the first pass read last, still in L2, instead of

@@ -563,7 +563,8 @@ struct Kernels {
   // Calls visit(start, len, ahead) for each run of the walk: its offset, its length, and what to prefetch while it
   // is read: the same offset of a run further on when there is one before walk.fetch_end (the next run, or several
   // runs on with walk.fetch_floats) and runs are short, `in_run` floats further on in the run itself when runs are
-  // long (0: nothing), or nothing (!walk.fetch). Every prefetched block lies inside a run of the tensor.
+  // long (0: nothing), or nothing (!walk.fetch). Every prefetched block lies inside the tensor: in the walk's runs, or
+  // with walk.fetch_floats in the block of adjacent channels' runs at the same image that the driver asked for.
   template <class Visit>
   static void for_each_run(const RunWalk& walk, std::size_t in_run, Visit&& visit) {
     const bool short_runs = walk.len <= kRunPrefetchFloats;

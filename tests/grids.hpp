@@ -25,8 +25,8 @@ struct LargeShape {
 // channels of just over 2^20 floats, which NCHW cuts into two chunks whose boundary falls inside a run (the second
 // passes walk such chunks last run first), 7x7 planes in a 17 MB tensor, which NCHW first passes read in groups
 // of adjacent channels fetched together (15 a group in training, 7 in backward, the last group of each shorter), and
-// 48 channels in a 17 MB tensor, whose NHWC rows the second passes write from coefficients held in registers, with
-// streaming stores when out of place.
+// 48 channels in a 17 MB tensor, whose NHWC rows the second passes write from coefficients held in registers (with
+// AVX-512; wider than the narrow rows of AVX2 and SSE2), with streaming stores when out of place.
 inline constexpr LargeShape kLargeShapes[] = {
     {4, 64, 3136}, {32, 256, 49}, {256, 1024, 1}, {3, 2, (1u << 20) / 3 + 5}, {88, 1000, 49}, {2, 48, 44000}};
 

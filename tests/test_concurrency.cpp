@@ -10,6 +10,10 @@
 
 #include "checkers.hpp"
 
+#ifdef SIMDNORM_TESTS_OPENMP
+#include <omp.h>
+#endif
+
 namespace simdnorm_test {
 namespace {
 
@@ -79,6 +83,38 @@ TEST(Concurrency, ThreadsCallingAtOnceMatchLoneCalls) {
   for (std::thread& th : threads) th.join();
   for (int t = 0; t < kThreads; ++t) EXPECT_TRUE(lone[t].SameOutputs(shared[t])) << "thread " << t;
 }
+
+#ifdef SIMDNORM_TESTS_OPENMP
+// An application's own OpenMP threads, each running simdnorm on a tensor of its own, get what lone calls get: with
+// simdnorm told to use one thread (each call then runs on its calling thread, and nothing in it may wait on the
+// application's team) and with its default (the nested team it asks for has one thread). The shapes take the paths
+// that synchronise inside a call: NHWC row chunks (statistics merged between the passes) and NCHW channels shared
+// by the team; the two threads run different shapes, so that calls whose barriers crossed would also disagree.
+TEST(Concurrency, InsideAnApplicationsOpenMpTeamMatchLoneCalls) {
+  for (int threads : {1, 0}) {
+    simdnorm_set_num_threads(threads);
+    std::vector<Job> lone, shared;
+    const std::size_t shapes[4][3] = {{2, 64, 1000}, {3, 48, 700}, {1, 3, 400000}, {1, 5, 300000}};
+    for (int t = 0; t < 4; ++t) {
+      const simdnorm_layout layout = t < 2 ? SIMDNORM_NHWC : SIMDNORM_NCHW;
+      lone.emplace_back(shapes[t][0], shapes[t][1], shapes[t][2], layout, 200 + t);
+      shared.emplace_back(shapes[t][0], shapes[t][1], shapes[t][2], layout, 200 + t);
+    }
+    for (Job& job : lone) job.Run();
+    for (int pair = 0; pair < 2; ++pair) {
+#pragma omp parallel num_threads(2)
+      {
+        const int t = 2 * pair + omp_get_thread_num();
+        for (int round = 0; round < 3; ++round) shared[t].Run();
+      }
+    }
+    for (int t = 0; t < 4; ++t) {
+      EXPECT_TRUE(lone[t].SameOutputs(shared[t])) << "simdnorm threads " << threads << ", job " << t;
+    }
+  }
+  simdnorm_set_num_threads(0);
+}
+#endif
 
 TEST(Concurrency, LastErrorIsPerThread) {
   constexpr int kThreads = 6;
