@@ -22,7 +22,9 @@
  *
  * Threads: the kernels use OpenMP (unless the library was built with SIMDNORM_OPENMP=OFF). Results are bitwise
  * identical for every thread count. The functions may be called concurrently from several threads on different
- * buffers; simdnorm_set_max_isa and simdnorm_set_num_threads set process-wide state.
+ * buffers, including from the threads of the application's own OpenMP parallel region (each call then runs in a
+ * team of its own, of one thread unless nested parallelism is on); simdnorm_set_max_isa and
+ * simdnorm_set_num_threads set process-wide state.
  */
 #ifndef SIMDNORM_SIMDNORM_H_
 #define SIMDNORM_SIMDNORM_H_
