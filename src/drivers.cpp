@@ -576,7 +576,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
           sums[c] = moments.sum;
           m2[c] = moments.m2;
         }
-        if (group == kChannelGroup && v.per_channel <= kGroupedChannelFloats) {
+        if (v.per_channel <= kGroupedChannelFloats) {  // groups of kChannelGroup (channel_group)
           finish_channels(c0, count);
         } else {
           for (std::size_t c = c0; c < c0 + count; ++c) finish_channel(c);

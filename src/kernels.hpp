@@ -375,6 +375,20 @@ struct Kernels {
     return k_dy * xsimd::fnma(xhat, mean_dy_xhat, masked_dy<Relu>(x, dy, a, b) - mean_dy);
   }
 
+  // The count lanes at p: a whole vector when count == W, else the first count lanes (the rest 0).
+  static F load_lanes(const float* p, std::size_t count) {
+    return count == W ? F::load_unaligned(p) : Native::load_first(p, count);
+  }
+  // Stores a whole vector at p: non-temporal with Stream (p aligned), else an ordinary store.
+  template <bool Stream>
+  static void put(float* p, F v) {
+    if constexpr (Stream) {
+      Native::stream(p, v);
+    } else {
+      v.store_unaligned(p);
+    }
+  }
+
   // Writes y[i] for i in [0, len) from whole(i) (a full vector at i) and first(i, count) (the first count lanes at
   // i). With Stream, y is peeled to vector alignment and the aligned body goes out with non-temporal stores.
   // The caller fences (sfence) once after its last streaming span.
@@ -465,27 +479,13 @@ struct Kernels {
       return;
     }
     for (std::size_t r = 0; r < rows; ++r, y += stride) {
-      for (std::size_t v = 0; v + 1 < V; ++v) {
-        if constexpr (Stream) {
-          Native::stream(y + v * W, value(r, v, W));
-        } else {
-          value(r, v, W).store_unaligned(y + v * W);
-        }
-      }
+      for (std::size_t v = 0; v + 1 < V; ++v) put<Stream>(y + v * W, value(r, v, W));
       if (tail == W) {
-        if constexpr (Stream) {
-          Native::stream(y + (V - 1) * W, value(r, V - 1, W));
-        } else {
-          value(r, V - 1, W).store_unaligned(y + (V - 1) * W);
-        }
+        put<Stream>(y + (V - 1) * W, value(r, V - 1, W));
       } else {
         Native::store_first(y + (V - 1) * W, value(r, V - 1, tail), tail);
       }
     }
-  }
-  // Vector v of a row at p: whole (count = W), or its first count lanes.
-  static F load_vector(const float* p, std::size_t v, std::size_t count) {
-    return count == W ? F::load_unaligned(p + v * W) : Native::load_first(p + v * W, count);
   }
 
   // y[i] = a*x[i] + b over len contiguous floats (the caller fences after streaming).
@@ -771,7 +771,7 @@ void Kernels<Arch>::update_running(const double* mean, const double* m2, std::si
   for (std::size_t j = 0; j < c; j += W) {
     // running_mean and running_var are the caller's arrays of exactly c floats: the last step is masked.
     const std::size_t n = c - j < W ? c - j : W;
-    auto load = [&](const float* p) { return n == W ? F::load_unaligned(p) : Native::load_first(p, n); };
+    auto load = [&](const float* p) { return load_lanes(p, n); };
     auto store = [&](float* p, F v) { n == W ? v.store_unaligned(p) : Native::store_first(p, v, n); };
     const Wide mu = load_wide(mean + j), q = load_wide(m2 + j);
     const F rm = narrow(each(
@@ -869,13 +869,13 @@ void Kernels<Arch>::affine_rows_impl(const float* x, float* y, const RowWalk& wa
     F va[V], vb[V];
     for (std::size_t v = 0; v < V; ++v) va[v] = F::load_unaligned(a + v * W), vb[v] = F::load_unaligned(b + v * W);
     store_narrow_rows<Stream, V>(y, rows, stride, c, x == y, [&](std::size_t r, std::size_t v, std::size_t count) SIMDNORM_INLINE {
-      return activate<Relu>(xsimd::fma(va[v], load_vector(x + r * stride, v, count), vb[v]));
+      return activate<Relu>(xsimd::fma(va[v], load_lanes(x + r * stride + v * W, count), vb[v]));
     });
   });
   if (!narrow && !Stream && x == y && c % W != 0) {
     store_rows_tails_last(y, rows, stride, c, [&](std::size_t r, std::size_t i, std::size_t count) {
-      const F vx = count == W ? F::load_unaligned(x + r * stride + i) : Native::load_first(x + r * stride + i, count);
-      return activate<Relu>(xsimd::fma(F::load_unaligned(a + i), vx, F::load_unaligned(b + i)));
+      return activate<Relu>(
+          xsimd::fma(F::load_unaligned(a + i), load_lanes(x + r * stride + i, count), F::load_unaligned(b + i)));
     });
     return;
   }
@@ -932,8 +932,8 @@ void Kernels<Arch>::grad_sums_run_impl(const float* x, const float* dy, const Ru
     for (; i < len; i += W) {
       const std::size_t count = len - i < W ? len - i : W;
       // Masked lanes load x = dy = 0, so g = 0 there and they add 0 to both sums.
-      const F vx = count == W ? F::load_unaligned(px + i) : Native::load_first(px + i, count);
-      const F vd = count == W ? F::load_unaligned(pd + i) : Native::load_first(pd + i, count);
+      const F vx = load_lanes(px + i, count);
+      const F vd = load_lanes(pd + i, count);
       const F g = masked_dy<Relu>(vx, vd, a, b);
       add_widened(s1_lo, s1_hi, g);
       add_widened(s2_lo, s2_hi, g * (vx - mean));
@@ -969,8 +969,8 @@ void Kernels<Arch>::grad_sums_rows_impl(const float* x, const float* dy, const R
         const std::size_t at = u * walk.row_stride + j;
         x_ahead(j, u);
         dy_ahead(j, u);
-        const F vx = lanes == W ? F::load_unaligned(xr + at) : Native::load_first(xr + at, lanes);
-        const F vd = lanes == W ? F::load_unaligned(dr + at) : Native::load_first(dr + at, lanes);
+        const F vx = load_lanes(xr + at, lanes);
+        const F vd = load_lanes(dr + at, lanes);
         const F g = masked_dy<Relu>(vx, vd, a, b);
         b1 += g;
         b2 = xsimd::fma(g, vx - mean, b2);
@@ -1051,16 +1051,13 @@ void Kernels<Arch>::grad_input_rows_impl(const float* x, const float* dy, float*
     }
     store_narrow_rows<Stream, V>(dx, rows, stride, c, dx == dy || dx == x, [&](std::size_t r, std::size_t v, std::size_t count) SIMDNORM_INLINE {
       const At& q = co[v];
-      return grad_input<Relu>(load_vector(x + r * stride, v, count), load_vector(dy + r * stride, v, count), q.mean,
+      return grad_input<Relu>(load_lanes(x + r * stride + v * W, count), load_lanes(dy + r * stride + v * W, count), q.mean,
                               q.invstd, q.a, q.b, q.k_dy, q.mean_dy, q.mean_dy_xhat);
     });
   });
   if (!narrow && !Stream && (dx == dy || dx == x) && c % W != 0) {
     store_rows_tails_last(dx, rows, stride, c, [&](std::size_t r, std::size_t i, std::size_t count) {
-      const float* xr = x + r * stride;
-      const float* dr = dy + r * stride;
-      return count == W ? compute(F::load_unaligned(xr + i), F::load_unaligned(dr + i), i)
-                        : compute(Native::load_first(xr + i, count), Native::load_first(dr + i, count), i);
+      return compute(load_lanes(x + r * stride + i, count), load_lanes(dy + r * stride + i, count), i);
     });
     return;
   }
