@@ -10,6 +10,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -113,6 +114,22 @@ struct Channels {
 constexpr float kEps = 1e-5f;
 constexpr float kMomentum = 0.1f;
 
+// An implementation set up on a tensor, ready to be timed: each call runs the operation once. Buffers, parameters and
+// oneDNN primitives are made when the runner is; a failed call throws std::runtime_error.
+using Runner = std::function<void()>;
+
+// The timing loop of a benchmark of one runner: one call per iteration, an error (a thrown exception) ends it.
+void time_runner(benchmark::State& state, double bytes_per_call, const Point& p, const Runner& run);
+
+// simdnorm out of place (x -> y, dy -> dx) or in place (see register_inplace), on the shared tensors.
+Runner simdnorm_runner(Op op, simdnorm_layout layout, const Point& p, bool in_place);
+// The streaming pass and the two-pass floors (stream_baseline.cpp), in place on the copy of x (floor of backward: on
+// the copy of dy, reading x).
+Runner stream_runner(const Point& p);
+Runner floor_runner(const Point& p, bool backward);
+// oneDNN (bench_onednn.cpp): the label says which implementation oneDNN picked.
+Runner onednn_runner(Op op, simdnorm_layout layout, const Point& p, std::string* label);
+
 // Registration of each implementation; main() calls these for every point of the grid, once per round.
 struct RunSettings {
   double warmup_seconds = 0.02;     // MinWarmUpTime of the fast implementations
@@ -128,6 +145,13 @@ void register_stream(const Point& p, const RunSettings& s);
 // that run in place (kInPlaceMinBytes).
 void register_floors(const Point& p, const RunSettings& s);
 const char* stream_isa();  // the variant the streaming baseline runs: "avx512", "avx2" or "generic"
+
+// Paired benchmarks (paired.cpp): implementations timed in alternation within one benchmark, so that their ratios
+// come from the same seconds of the machine's life. "<op>/<layout>/paired_onednn/..." alternates simdnorm and
+// oneDNN; "<op>/<layout>/paired_stream/..." (tensors that run in place) the streaming pass, simdnorm in place and
+// out of place, and the two-pass floor of training and backward.
+void register_paired_onednn(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s);
+void register_paired_stream(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s);
 
 // oneDNN (bench_onednn.cpp, built only when CMake found dnnl).
 bool onednn_available();

@@ -13,6 +13,7 @@
 
 #include <cstdio>
 #include <exception>
+#include <memory>
 #include <string>
 #include <unordered_map>
 
@@ -24,90 +25,108 @@ dnnl::engine& cpu_engine() {
   return engine;
 }
 
-void run_onednn(benchmark::State& state, Op op, simdnorm_layout layout, const Point& p) {
+// Everything a call needs, kept alive by the runner.
+struct OnednnCall {
+  dnnl::stream stream;
+  dnnl::primitive primitive;
+  std::unordered_map<int, dnnl::memory> args;
+  Channels ch;
+  AlignedFloats batch_var;
+
+  explicit OnednnCall(std::int64_t c)
+      : stream(cpu_engine()), ch(c), batch_var(static_cast<std::size_t>(c)) {}
+};
+
+}  // namespace
+
+Runner onednn_runner(Op op, simdnorm_layout layout, const Point& p, std::string* label) {
   using dnnl::memory;
   using dnnl::normalization_flags;
   using dnnl::prop_kind;
+  dnnl::engine& engine = cpu_engine();
+  auto call = std::make_shared<OnednnCall>(p.c);
+  Channels& ch = call->ch;
+
+  // With spatial 1 (the N x C matrix) both layouts are the same bytes, and oneDNN 2.6 takes its JIT kernel only
+  // when the tensor is described as nhwc (nchw and nc get the generic ncsp kernel, 40x slower); its primitive cache
+  // even treats the two descriptions as one, so that which kernel ran would depend on the order of the
+  // benchmarks. The matrix is therefore described as nhwc in both layouts: oneDNN at its best for those bytes.
+  const bool channels_last = layout == SIMDNORM_NHWC || p.hw == 1;
+  const memory::format_tag tag = channels_last ? memory::format_tag::nhwc : memory::format_tag::nchw;
+  const memory::desc data_md({p.n, p.c, p.hw, p.hw}, memory::data_type::f32, tag);
+  const memory::desc channel_md({p.c}, memory::data_type::f32, memory::format_tag::a);
+
+  const Tensors t = tensors_for(p.elements());
+
+  // User buffers wrapped without copies; oneDNN only reads src and diff_dst.
+  memory src(data_md, engine, const_cast<float*>(t.x));
+  memory dst(data_md, engine, t.y);
+  memory diff_dst(data_md, engine, const_cast<float*>(t.dy));
+  memory diff_src(data_md, engine, t.dx);
+  memory scale(channel_md, engine, ch.gamma.data());
+  memory shift(channel_md, engine, ch.beta.data());
+
+  const normalization_flags affine = normalization_flags::use_scale | normalization_flags::use_shift;
+  switch (op) {
+    case Op::TrainFwd:
+    case Op::InferFwd: {
+      // Training writes the batch statistics; inference reads the given ones (use_global_stats).
+      const bool training = op == Op::TrainFwd;
+      const dnnl::batch_normalization_forward::desc desc(
+          training ? prop_kind::forward_training : prop_kind::forward_inference, data_md, kEps,
+          training ? affine : affine | normalization_flags::use_global_stats);
+      const dnnl::batch_normalization_forward::primitive_desc pd(desc, engine);
+      call->primitive = dnnl::batch_normalization_forward(pd);
+      call->args = {
+          {DNNL_ARG_SRC, src},
+          {DNNL_ARG_DST, dst},
+          {DNNL_ARG_SCALE, scale},
+          {DNNL_ARG_SHIFT, shift},
+          {DNNL_ARG_MEAN, memory(pd.mean_desc(), engine, training ? ch.batch_mean.data() : ch.mean.data())},
+          {DNNL_ARG_VARIANCE, memory(pd.variance_desc(), engine, training ? call->batch_var.data() : ch.var.data())}};
+      *label = pd.impl_info_str();
+      break;
+    }
+    case Op::Backward: {
+      // The statistics are the ones simdnorm's backward gets: batch_mean = mean and batch_invstd =
+      // 1/sqrt(var + eps) (see Channels).
+      const dnnl::batch_normalization_forward::desc forward_desc(prop_kind::forward_training, data_md, kEps, affine);
+      const dnnl::batch_normalization_forward::primitive_desc forward_pd(forward_desc, engine);
+      const dnnl::batch_normalization_backward::desc desc(prop_kind::backward, data_md, data_md, kEps, affine);
+      const dnnl::batch_normalization_backward::primitive_desc pd(desc, engine, forward_pd);
+      call->primitive = dnnl::batch_normalization_backward(pd);
+      call->args = {{DNNL_ARG_SRC, src},
+                    {DNNL_ARG_DIFF_DST, diff_dst},
+                    {DNNL_ARG_MEAN, memory(pd.mean_desc(), engine, ch.mean.data())},
+                    {DNNL_ARG_VARIANCE, memory(pd.variance_desc(), engine, ch.var.data())},
+                    {DNNL_ARG_SCALE, scale},
+                    {DNNL_ARG_SHIFT, shift},  // 2.6 lists the shift among the backward inputs too, and checks it
+                    {DNNL_ARG_DIFF_SRC, diff_src},
+                    {DNNL_ARG_DIFF_SCALE, memory(channel_md, engine, ch.dgamma.data())},
+                    {DNNL_ARG_DIFF_SHIFT, memory(channel_md, engine, ch.dbeta.data())}};
+      *label = pd.impl_info_str();
+      break;
+    }
+  }
+  return [call] {
+    call->primitive.execute(call->stream, call->args);
+    call->stream.wait();
+  };
+}
+
+namespace {
+
+void run_onednn(benchmark::State& state, Op op, simdnorm_layout layout, const Point& p) {
+  Runner run;
   try {
-    dnnl::engine& engine = cpu_engine();
-    dnnl::stream stream(engine);
-
-    // With spatial 1 (the N x C matrix) both layouts are the same bytes, and oneDNN 2.6 takes its JIT kernel only
-    // when the tensor is described as nhwc (nchw and nc get the generic ncsp kernel, 40x slower); its primitive cache
-    // even treats the two descriptions as one, so that which kernel ran would depend on the order of the
-    // benchmarks. The matrix is therefore described as nhwc in both layouts: oneDNN at its best for those bytes.
-    const bool channels_last = layout == SIMDNORM_NHWC || p.hw == 1;
-    const memory::format_tag tag = channels_last ? memory::format_tag::nhwc : memory::format_tag::nchw;
-    const memory::desc data_md({p.n, p.c, p.hw, p.hw}, memory::data_type::f32, tag);
-    const memory::desc channel_md({p.c}, memory::data_type::f32, memory::format_tag::a);
-
-    const Tensors t = tensors_for(p.elements());
-    Channels ch(p.c);
-    AlignedFloats batch_var(static_cast<std::size_t>(p.c));
-
-    // User buffers wrapped without copies; oneDNN only reads src and diff_dst.
-    memory src(data_md, engine, const_cast<float*>(t.x));
-    memory dst(data_md, engine, t.y);
-    memory diff_dst(data_md, engine, const_cast<float*>(t.dy));
-    memory diff_src(data_md, engine, t.dx);
-    memory scale(channel_md, engine, ch.gamma.data());
-    memory shift(channel_md, engine, ch.beta.data());
-
-    const normalization_flags affine = normalization_flags::use_scale | normalization_flags::use_shift;
-    dnnl::primitive primitive;
-    std::unordered_map<int, memory> args;
-    std::string impl;
-
-    switch (op) {
-      case Op::TrainFwd:
-      case Op::InferFwd: {
-        // Training writes the batch statistics; inference reads the given ones (use_global_stats).
-        const bool training = op == Op::TrainFwd;
-        const dnnl::batch_normalization_forward::desc desc(
-            training ? prop_kind::forward_training : prop_kind::forward_inference, data_md, kEps,
-            training ? affine : affine | normalization_flags::use_global_stats);
-        const dnnl::batch_normalization_forward::primitive_desc pd(desc, engine);
-        primitive = dnnl::batch_normalization_forward(pd);
-        args = {{DNNL_ARG_SRC, src},
-                {DNNL_ARG_DST, dst},
-                {DNNL_ARG_SCALE, scale},
-                {DNNL_ARG_SHIFT, shift},
-                {DNNL_ARG_MEAN, memory(pd.mean_desc(), engine, training ? ch.batch_mean.data() : ch.mean.data())},
-                {DNNL_ARG_VARIANCE, memory(pd.variance_desc(), engine, training ? batch_var.data() : ch.var.data())}};
-        impl = pd.impl_info_str();
-        break;
-      }
-      case Op::Backward: {
-        // The statistics are the ones simdnorm's backward gets: batch_mean = mean and batch_invstd =
-        // 1/sqrt(var + eps) (see Channels).
-        const dnnl::batch_normalization_forward::desc forward_desc(prop_kind::forward_training, data_md, kEps, affine);
-        const dnnl::batch_normalization_forward::primitive_desc forward_pd(forward_desc, engine);
-        const dnnl::batch_normalization_backward::desc desc(prop_kind::backward, data_md, data_md, kEps, affine);
-        const dnnl::batch_normalization_backward::primitive_desc pd(desc, engine, forward_pd);
-        primitive = dnnl::batch_normalization_backward(pd);
-        args = {{DNNL_ARG_SRC, src},
-                {DNNL_ARG_DIFF_DST, diff_dst},
-                {DNNL_ARG_MEAN, memory(pd.mean_desc(), engine, ch.mean.data())},
-                {DNNL_ARG_VARIANCE, memory(pd.variance_desc(), engine, ch.var.data())},
-                {DNNL_ARG_SCALE, scale},
-                {DNNL_ARG_SHIFT, shift},  // 2.6 lists the shift among the backward inputs too, and checks it
-                {DNNL_ARG_DIFF_SRC, diff_src},
-                {DNNL_ARG_DIFF_SCALE, memory(channel_md, engine, ch.dgamma.data())},
-                {DNNL_ARG_DIFF_SHIFT, memory(channel_md, engine, ch.dbeta.data())}};
-        impl = pd.impl_info_str();
-        break;
-      }
-    }
-    state.SetLabel(impl);
-
-    for (auto _ : state) {
-      primitive.execute(stream, args);
-      stream.wait();
-    }
-    set_rate_counters(state, bytes_per_call(op, p), p);
+    std::string label;
+    run = onednn_runner(op, layout, p, &label);
+    state.SetLabel(label);
   } catch (const std::exception& e) {
     report_error(state, std::string("oneDNN: ") + e.what());
+    return;
   }
+  time_runner(state, bytes_per_call(op, p), p, run);
 }
 
 }  // namespace
@@ -134,11 +153,16 @@ void register_onednn(Op op, simdnorm_layout layout, const Point& p, const RunSet
 
 #else  // !SIMDNORM_BENCH_WITH_ONEDNN
 
+#include <stdexcept>
+
 namespace simdnorm_bench {
 
 bool onednn_available() { return false; }
 std::string onednn_version() { return "not built (dnnl was not found when CMake configured the suite)"; }
 void register_onednn(Op, simdnorm_layout, const Point&, const RunSettings&) {}
+Runner onednn_runner(Op, simdnorm_layout, const Point&, std::string*) {
+  throw std::runtime_error("oneDNN: not built");
+}
 
 }  // namespace simdnorm_bench
 

@@ -4,6 +4,8 @@
 #include <simdnorm/simdnorm.h>
 
 #include <cmath>
+#include <memory>
+#include <stdexcept>
 #include <string>
 
 #include "bench_common.h"
@@ -46,28 +48,22 @@ simdnorm_shape shape_of(const Point& p, simdnorm_layout layout) {
                         static_cast<std::size_t>(p.spatial()), layout};
 }
 
-// The timing loop: once() per iteration, stopping with an error on a failed status.
-template <class Once>
-void time_calls(benchmark::State& state, const std::string& impl, Op op, const Point& p, const Once& once) {
-  for (auto _ : state) {
-    const simdnorm_status status = once();
-    if (status != SIMDNORM_SUCCESS) {
-      report_error(state, impl + " returned status " + std::to_string(static_cast<int>(status)) + ": " +
-                              simdnorm_last_error());
-      break;
-    }
-    benchmark::ClobberMemory();
+// Throws with simdnorm's message when a call failed.
+void check(const EntryPoints& api, simdnorm_status status) {
+  if (status != SIMDNORM_SUCCESS) {
+    throw std::runtime_error(std::string(api.impl) + " returned status " +
+                             std::to_string(static_cast<int>(status)) + ": " + simdnorm_last_error());
   }
-  set_rate_counters(state, bytes_per_call(op, p), p);
 }
 
 // Out of place, as a framework calls batch norm: y (dx) is a separate buffer, so x and dy stay the same data for
 // every iteration and no value can drift towards denormals or infinity however long the benchmark runs.
-void run_entry_points(benchmark::State& state, const EntryPoints& api, Op op, simdnorm_layout layout, const Point& p) {
+Runner entry_point_runner(const EntryPoints& api, Op op, simdnorm_layout layout, const Point& p) {
   const simdnorm_shape shape = shape_of(p, layout);
   const Tensors t = tensors_for(p.elements());
-  Channels ch(p.c);
-  time_calls(state, api.impl, op, p, [&] { return call(api, op, shape, t.x, t.y, t.dy, t.dx, ch); });
+  auto ch = std::make_shared<Channels>(p.c);
+  const EntryPoints* entry_points = &api;
+  return [=] { check(*entry_points, call(*entry_points, op, shape, t.x, t.y, t.dy, t.dx, *ch)); };
 }
 
 // In place, as an inference engine or a memory-tight trainer calls it: y = x (dx = dy), on a copy of x (dy) made
@@ -75,24 +71,26 @@ void run_entry_points(benchmark::State& state, const EntryPoints& api, Op op, si
 // sets its targets against the streaming pass. The parameters make every call a fixed point of the one before
 // (training normalises its own output to itself; inference has a = 1, b = 0 to a rounding; backward has
 // gamma*invstd = 1 and projects dy onto what it already is), so repeating it on its own output neither grows the
-// values nor shrinks them into denormals.
-void run_inplace(benchmark::State& state, Op op, simdnorm_layout layout, const Point& p) {
+// values nor shrinks them into denormals. Other passes over the same buffer in between (a paired benchmark's
+// streaming pass, floor, out-of-place call) change nothing of that: training is blind to x -> 0.5 x + 0.25, and the
+// others only pull the values towards a normal fixed point.
+Runner inplace_runner(Op op, simdnorm_layout layout, const Point& p) {
   const simdnorm_shape shape = shape_of(p, layout);
   const Tensors t = tensors_for(p.elements());
-  Channels ch(p.c);
+  auto ch = std::make_shared<Channels>(p.c);
   for (std::size_t i = 0; i < static_cast<std::size_t>(p.c); ++i) {
     if (op == Op::InferFwd) {
-      ch.gamma[i] = std::sqrt(ch.var[i] + kEps);
-      ch.beta[i] = ch.mean[i];
+      ch->gamma[i] = std::sqrt(ch->var[i] + kEps);
+      ch->beta[i] = ch->mean[i];
     } else if (op == Op::Backward) {
-      ch.gamma[i] = 1.0f / ch.batch_invstd[i];
+      ch->gamma[i] = 1.0f / ch->batch_invstd[i];
     }
   }
   float* const data = op == Op::Backward ? fresh_copy_of_dy(p.elements()) : fresh_copy_of_x(p.elements());
-  time_calls(state, "simdnorm in place", op, p, [&] {
-    return op == Op::Backward ? call(kSimdnorm, op, shape, t.x, nullptr, data, data, ch)
-                              : call(kSimdnorm, op, shape, data, data, nullptr, nullptr, ch);
-  });
+  return [=] {
+    check(kSimdnorm, op == Op::Backward ? call(kSimdnorm, op, shape, t.x, nullptr, data, data, *ch)
+                                        : call(kSimdnorm, op, shape, data, data, nullptr, nullptr, *ch));
+  };
 }
 
 benchmark::internal::Benchmark* register_entry_points(const EntryPoints& api, Op op, simdnorm_layout layout,
@@ -101,13 +99,18 @@ benchmark::internal::Benchmark* register_entry_points(const EntryPoints& api, Op
   const EntryPoints* entry_points = &api;
   return benchmark::RegisterBenchmark(name.c_str(),
                                       [entry_points, op, layout, p](benchmark::State& state) {
-                                        run_entry_points(state, *entry_points, op, layout, p);
+                                        time_runner(state, bytes_per_call(op, p), p,
+                                                    entry_point_runner(*entry_points, op, layout, p));
                                       })
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime();
 }
 
 }  // namespace
+
+Runner simdnorm_runner(Op op, simdnorm_layout layout, const Point& p, bool in_place) {
+  return in_place ? inplace_runner(op, layout, p) : entry_point_runner(kSimdnorm, op, layout, p);
+}
 
 void register_simdnorm(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s) {
   register_entry_points(kSimdnorm, op, layout, p, s.name_suffix)->MinWarmUpTime(s.warmup_seconds);
@@ -116,7 +119,9 @@ void register_simdnorm(Op op, simdnorm_layout layout, const Point& p, const RunS
 void register_inplace(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s) {
   const std::string name = benchmark_name(op_name(op), layout_name(layout), "inplace", p, s.name_suffix);
   benchmark::RegisterBenchmark(name.c_str(),
-                               [op, layout, p](benchmark::State& state) { run_inplace(state, op, layout, p); })
+                               [op, layout, p](benchmark::State& state) {
+                                 time_runner(state, bytes_per_call(op, p), p, inplace_runner(op, layout, p));
+                               })
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime()
       ->MinWarmUpTime(s.warmup_seconds);

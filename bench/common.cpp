@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <exception>
 #include <new>
 
 namespace simdnorm_bench {
@@ -111,6 +112,19 @@ void set_rate_counters(benchmark::State& state, double bytes, const Point& p) {
 namespace {
 std::atomic<int> g_errors{0};
 }  // namespace
+
+void time_runner(benchmark::State& state, double bytes, const Point& p, const Runner& run) {
+  try {
+    for (auto _ : state) {
+      run();
+      benchmark::ClobberMemory();
+    }
+  } catch (const std::exception& e) {
+    report_error(state, e.what());
+    return;
+  }
+  set_rate_counters(state, bytes, p);
+}
 
 void report_error(benchmark::State& state, const std::string& message) {
   g_errors.fetch_add(1);

@@ -145,6 +145,10 @@ void register_grid(const std::vector<Point>& grid, const Options& options) {
           if (static_cast<double>(p.elements()) * sizeof(float) >= kInPlaceMinBytes) register_inplace(op, layout, p, run);
           if (round <= options.naive_rounds) register_naive(op, layout, p, run);
           register_onednn(op, layout, p, run);
+          register_paired_onednn(op, layout, p, run);
+          if (static_cast<double>(p.elements()) * sizeof(float) >= kInPlaceMinBytes) {
+            register_paired_stream(op, layout, p, run);
+          }
         }
       }
       register_stream(p, run);

@@ -38,51 +38,45 @@ const StreamVariant& stream_variant() {
   return variant;
 }
 
-void run_stream(benchmark::State& state, const Point& p) {
-  // A fresh copy of x for every run; x -> 0.5 x + 0.25 then converges to 0.5 and stays a normal float.
+// The two-pass floors (stream_kernel.inc) write 64 floats here, so that their read pass is not optimised away.
+float g_floor_sink[64];
+
+}  // namespace
+
+// A fresh copy of x; x -> 0.5 x + 0.25 then converges to 0.5 and stays a normal float.
+Runner stream_runner(const Point& p) {
   float* data = fresh_copy_of_x(p.elements());
   const StreamKernel kernel = stream_variant().kernel;
   const std::size_t count = static_cast<std::size_t>(p.elements());
-  for (auto _ : state) {
-    kernel(data, count, 0.5f, 0.25f);
-    benchmark::ClobberMemory();
-  }
-  set_rate_counters(state, stream_bytes_per_call(p), p);
+  return [=] { kernel(data, count, 0.5f, 0.25f); };
 }
 
-// The two-pass floors (stream_kernel.inc), in place on a copy like the streaming baseline. x -> 0.5 x + 0.25 settles
-// at 0.5, and dy -> 0.5 dy + 0.25 x at the fixed point 0.5 x, so the values stay normal floats.
-float g_floor_sink[64];
-
-void run_floor(benchmark::State& state, const Point& p, bool backward) {
+// In place on a copy like the streaming baseline. x -> 0.5 x + 0.25 settles at 0.5, and dy -> 0.5 dy + 0.25 x at the
+// fixed point 0.5 x, so the values stay normal floats.
+Runner floor_runner(const Point& p, bool backward) {
   const std::size_t count = static_cast<std::size_t>(p.elements());
   const StreamVariant& variant = stream_variant();
   if (backward) {
-    const Tensors t = tensors_for(p.elements());
+    const float* x = tensors_for(p.elements()).x;
     float* dy = fresh_copy_of_dy(p.elements());
-    for (auto _ : state) {
-      variant.backward_floor(t.x, dy, count, 0.5f, 0.25f, g_floor_sink);
-      benchmark::ClobberMemory();
-    }
-  } else {
-    float* data = fresh_copy_of_x(p.elements());
-    for (auto _ : state) {
-      variant.train_floor(data, count, 0.5f, 0.25f, g_floor_sink);
-      benchmark::ClobberMemory();
-    }
+    const BackwardFloorKernel kernel = variant.backward_floor;
+    return [=] { kernel(x, dy, count, 0.5f, 0.25f, g_floor_sink); };
   }
-  // The rate counted is the streaming pass's (2 tensors), so that GB/s compare with it directly.
-  set_rate_counters(state, stream_bytes_per_call(p), p);
+  float* data = fresh_copy_of_x(p.elements());
+  const TrainFloorKernel kernel = variant.train_floor;
+  return [=] { kernel(data, count, 0.5f, 0.25f, g_floor_sink); };
 }
-
-}  // namespace
 
 const char* stream_isa() { return stream_variant().isa; }
 
 void register_floors(const Point& p, const RunSettings& s) {
   for (const bool backward : {false, true}) {
     const std::string name = benchmark_name("floor", "flat", backward ? "backward" : "train", p, s.name_suffix);
-    benchmark::RegisterBenchmark(name.c_str(), [p, backward](benchmark::State& state) { run_floor(state, p, backward); })
+    benchmark::RegisterBenchmark(name.c_str(), [p, backward](benchmark::State& state) {
+                                   // The rate counted is the streaming pass's (2 tensors), so that GB/s compare
+                                   // with it directly.
+                                   time_runner(state, stream_bytes_per_call(p), p, floor_runner(p, backward));
+                                 })
         ->Unit(benchmark::kMillisecond)
         ->UseRealTime()
         ->MinWarmUpTime(s.warmup_seconds);
@@ -91,7 +85,9 @@ void register_floors(const Point& p, const RunSettings& s) {
 
 void register_stream(const Point& p, const RunSettings& s) {
   const std::string name = benchmark_name("stream", "flat", "stream", p, s.name_suffix);
-  benchmark::RegisterBenchmark(name.c_str(), [p](benchmark::State& state) { run_stream(state, p); })
+  benchmark::RegisterBenchmark(name.c_str(), [p](benchmark::State& state) {
+                                 time_runner(state, stream_bytes_per_call(p), p, stream_runner(p));
+                               })
       ->Unit(benchmark::kMillisecond)
       ->UseRealTime()
       ->MinWarmUpTime(s.warmup_seconds);

@@ -5,12 +5,16 @@ Usage: scripts/bench_report.py RESULTS.json [--out DIR] [--no-plot] [--command T
 
 Standard library only (runs with Debian's /usr/bin/python3); the plots are drawn by gnuplot when it is installed.
 
-Everything is computed from one run, so every ratio compares figures measured minutes apart on the same machine:
+Everything is computed from one run:
   speed-up vs naive   = naive time / simdnorm time           (same op, layout, tensor)
-  speed-up vs oneDNN  = oneDNN time / simdnorm time
+  speed-up vs oneDNN  = oneDNN time / simdnorm time, from the paired benchmark (paired_onednn: the two timed in
+                        alternation, the median of the per-iteration ratios) where the run has one, else the ratio
+                        of the two benchmarks' median times
   of stream           = simdnorm GB/s / streaming baseline GB/s on a tensor of the same size
+  against the streaming pass: from the paired benchmark (paired_stream) where the run has one
 Times are the median of a benchmark's measurements: its rounds (simdnorm_bench --rounds, names ending in
-/round:<k>) and its repetitions (Google Benchmark's "median" aggregate when only that is in the file).
+/round:<k>) and its repetitions (Google Benchmark's "median" aggregate when only that is in the file). A paired
+ratio is the median over the rounds of each round's median.
 """
 
 import argparse
@@ -22,7 +26,7 @@ import shutil
 import subprocess
 import sys
 
-NAME_RE = re.compile(r"^(?P<op>[a-z_]+)/(?P<layout>[a-z]+)/(?P<impl>[a-z]+)/C:(?P<c>\d+)/HW:(?P<hw>\d+)/N:(?P<n>\d+)(?:/|$)")
+NAME_RE = re.compile(r"^(?P<op>[a-z_]+)/(?P<layout>[a-z]+)/(?P<impl>[a-z_]+)/C:(?P<c>\d+)/HW:(?P<hw>\d+)/N:(?P<n>\d+)(?:/|$)")
 
 OPS = ["train_fwd", "infer_fwd", "backward"]
 LAYOUTS = ["nchw", "nhwc"]
@@ -77,6 +81,8 @@ class Results:
         # the whole call, so a share well below 1 means it waited: a thread was off its CPU, the machine was busy.
         self.cpu_share = {}
         self.layer_order = []  # (c, hw) in the order the run registered them
+        # Paired benchmarks (impl "paired_..."): each counter's value in every round, keyed like the times.
+        self.paired = {}
         first_family = {}
         medians = {}
         cvs = {}
@@ -96,6 +102,10 @@ class Results:
                 continue
             if run.get("label"):
                 self.labels[key] = run["label"]
+            if key[2].startswith("paired_") and run.get("run_type") != "aggregate":
+                for counter, v in run.items():
+                    if counter.endswith("_ms") or "_per_" in counter:
+                        self.paired.setdefault(key, {}).setdefault(counter, []).append(v)
             scale = TIME_UNITS.get(run.get("time_unit", "ns"), 1e-6)
             value = (run["real_time"] * scale, run.get("bytes"), run.get("cpu_time", 0.0) * scale)
             if run.get("run_type") == "aggregate":
@@ -164,6 +174,26 @@ class Results:
 
     def error(self, op, layout, impl, c, hw, n):
         return (op, layout, impl, c, hw, n) in self.errors
+
+    def paired_ratio(self, op, layout, pair, counter, c, hw, n):
+        """Median over the rounds of a paired benchmark's counter, and whether the rounds spread more than
+        NOISY_CV; (None, False) when the run has no such pair."""
+        values = self.paired.get((op, layout, pair, c, hw, n), {}).get(counter)
+        if not values:
+            return None, False
+        spread = False
+        if len(values) >= 2:
+            mean = sum(values) / len(values)
+            sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (len(values) - 1))
+            spread = mean > 0 and sd / mean > NOISY_CV
+        return median(values), spread
+
+    def vs_onednn(self, op, layout, c, hw, n):
+        """oneDNN time / simdnorm time: paired where measured so, else the ratio of the medians."""
+        r, _ = self.paired_ratio(op, layout, "paired_onednn", "onednn_per_simdnorm", c, hw, n)
+        if r is not None:
+            return r
+        return ratio(self.t(op, layout, "onednn", c, hw, n), self.t(op, layout, "simdnorm", c, hw, n))
 
 
 def ratio(a, b):
@@ -266,7 +296,7 @@ def detail_table(res, op, layout, with_onednn):
             row += [cell_ms("onednn"), cell_gbs("onednn")]
         row += [fmt_gbs(res.stream_gbs(c, hw, n)) + res.noise_mark(("stream", "flat", "stream", c, hw, n)), fmt_x(ratio(res.t(op, layout, "naive", c, hw, n), t_fast))]
         if with_onednn:
-            row += [fmt_x(ratio(res.t(op, layout, "onednn", c, hw, n), t_fast))]
+            row += [fmt_x(res.vs_onednn(op, layout, c, hw, n))]
         row += [fmt_pct(ratio(res.gbs(op, layout, "simdnorm", c, hw, n), res.stream_gbs(c, hw, n)))]
         table.add(row)
     return table
@@ -281,7 +311,7 @@ def summarise(res, op, layout):
         r = ratio(res.t(op, layout, "naive", c, hw, n), t_fast)
         if r is not None:
             vs_naive.append((r, where))
-        r = ratio(res.t(op, layout, "onednn", c, hw, n), t_fast)
+        r = res.vs_onednn(op, layout, c, hw, n)
         if r is not None:
             vs_onednn.append((r, where))
         r = ratio(res.gbs(op, layout, "simdnorm", c, hw, n), res.stream_gbs(c, hw, n))
@@ -336,13 +366,25 @@ FLOOR_IMPL = {"train_fwd": "train", "backward": "backward"}
 
 def stream_table(res):
     """Time over the streaming pass, in place and out of place, for every tensor that ran in place, with the time of
-    the two-pass floor over it where the run measured one."""
+    the two-pass floor over it where the run measured one: from the paired benchmark where the run has one, else
+    from the separate benchmarks' medians."""
     table = Table(["op", "layout", "tensor", "MB", "in place / stream", "out of place / stream",
-                   "two-pass floor / stream", "target"],
-                  ["l", "l", "l", "r", "r", "r", "r", "r"])
+                   "two-pass floor / stream", "target", "measured"],
+                  ["l", "l", "l", "r", "r", "r", "r", "r", "l"])
     for op in OPS:
         for layout in LAYOUTS:
             for c, hw, n in res.tensors(op, layout):
+                if (op, layout, "paired_stream", c, hw, n) in res.paired:
+
+                    def cell(counter):
+                        r, spread = res.paired_ratio(op, layout, "paired_stream", counter, c, hw, n)
+                        return "-" if r is None else fmt_x(r) + ("~" if spread else "")
+
+                    table.add([op, layout.upper(), "%s N=%d" % (shape_label(c, hw), n), fmt_mb(n * c * hw * hw),
+                               cell("inplace_per_stream"), cell("simdnorm_per_stream"),
+                               cell("floor_per_stream") if op in FLOOR_IMPL else "-",
+                               "%.1fx" % STREAM_TARGETS[(op, layout)], "paired"])
+                    continue
                 t_in = res.t(op, layout, "inplace", c, hw, n)
                 if t_in is None:
                     continue
@@ -358,7 +400,7 @@ def stream_table(res):
                         floor = fmt_x(ratio(t_floor, t_stream)) + res.noise_mark(key)
                 table.add([op, layout.upper(), "%s N=%d" % (shape_label(c, hw), n), fmt_mb(n * c * hw * hw),
                            fmt_x(ratio(t_in, t_stream)) + mark_in, fmt_x(ratio(t_out, t_stream)) + mark_out,
-                           floor, "%.1fx" % STREAM_TARGETS[(op, layout)]])
+                           floor, "%.1fx" % STREAM_TARGETS[(op, layout)], "separately"])
     return table
 
 
@@ -525,8 +567,12 @@ def main():
     if streams.rows:
         md += ["## Against the streaming pass", "",
                "Tensors beyond the last-level cache: the time of simdnorm, in place (y = x, dx = dy) and out of "
-               "place, over the time of one in-place streaming pass `x = a*x + b` over a tensor of the same size, "
-               "measured in the same round; the target is the issue's. NHWC training and backward read the tensor "
+               "place, over the time of one in-place streaming pass `x = a*x + b` over a tensor of the same size; "
+               "the target is the issue's. *Paired*: the streaming pass, simdnorm in place and out of place and "
+               "the floor ran in alternation in one benchmark (a block of calls each, about 1 ms, in rotating "
+               "order), and each figure is the median over the rounds of the median of the per-iteration ratios, "
+               "so that the machine's swings in bandwidth (up to 2x from one second to the next when shared) "
+               "cancel out; *separately*: the ratio of the separate benchmarks' median times. NHWC training and backward read the tensor "
                "twice by necessity (every row's statistics come before the first row can be normalised), so "
                "1.5x and 2.5x are their floor when a read-only pass costs half a read-write one. *Two-pass floor* "
                "measures it: raw loops, threaded like the streaming pass, that read the tensor (x; x and dy) and "
@@ -558,6 +604,10 @@ def main():
            "N x C matrix is described to it as NHWC in both layouts, the description that reaches its JIT kernel "
            "for those bytes. Its plain-NCHW kernel is the generic `ncsp` one.",
            "- All implementations run out of place on the same 64-byte aligned, deterministically filled buffers.",
+           "- **Speed-ups against oneDNN** come from paired benchmarks where the run has them: simdnorm and oneDNN "
+           "timed in alternation in one benchmark, blocks of about 1 ms each in rotating order, the median of the "
+           "per-iteration ratios, then the median over the rounds. The times in the tables are those of the "
+           "separate benchmarks.",
            ""]
     labels = {}
     for key, label in res.labels.items():

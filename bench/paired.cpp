@@ -1,0 +1,135 @@
+// Paired benchmarks: two or more implementations on the same tensor, timed in alternation within one benchmark.
+//
+// The machine this suite is meant for is shared: its memory bandwidth changes by up to 2x from one second to the
+// next (another tenant's traffic), and separate benchmarks of two implementations run seconds to minutes apart. A
+// ratio of their medians then measures the machine as much as the code. Here each iteration runs a block of calls of
+// every contender in turn (the first contender rotates from one iteration to the next), each block lasting about
+// kBlockSeconds, and each iteration gives one ratio per contender against the first; the benchmark reports the
+// median of those ratios. Drift slower than an iteration cancels out.
+#include <algorithm>
+#include <chrono>
+#include <exception>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "bench_common.h"
+
+namespace simdnorm_bench {
+namespace {
+
+// A block of calls lasts about this long: long enough that the first call of a block (which may find the caches as
+// the previous contender left them) weighs little, short enough that the machine changes little within an
+// iteration.
+constexpr double kBlockSeconds = 1e-3;
+constexpr int kMaxBlockCalls = 1000;
+// Paired benchmarks of tensors of kPairedLargeBytes and more (a call takes milliseconds, oneDNN's NCHW tens of them)
+// run at least this long, for 5 to 20 iterations per round.
+constexpr double kPairedLargeMinSeconds = 0.3;
+constexpr double kPairedLargeBytes = 16.0 * 1024 * 1024;
+
+double tensor_bytes(const Point& p) { return static_cast<double>(p.elements()) * sizeof(float); }
+
+struct Contender {
+  std::string name;
+  Runner run;
+};
+
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 != 0 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+double seconds_of(const Runner& run, int calls) {
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < calls; ++i) run();
+  benchmark::ClobberMemory();
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+}
+
+// Counters: "<name>_ms" (median time of a call) for every contender, and "<name>_per_<first>" (median over the
+// iterations of the time of a call over the first contender's in the same iteration) for the others.
+void run_paired(benchmark::State& state, const std::vector<Contender>& contenders) {
+  const std::size_t count = contenders.size();
+  std::vector<int> block(count);
+  std::vector<std::vector<double>> per_call(count);
+  try {
+    for (std::size_t i = 0; i < count; ++i) {
+      contenders[i].run();  // warm
+      const double once = seconds_of(contenders[i].run, 1);
+      const double calls = once > 0.0 ? kBlockSeconds / once : kMaxBlockCalls;
+      block[i] = calls < 1.0 ? 1 : calls > kMaxBlockCalls ? kMaxBlockCalls : static_cast<int>(calls);
+    }
+    std::size_t turn = 0;
+    for (auto _ : state) {
+      double total = 0.0;
+      for (std::size_t j = 0; j < count; ++j) {
+        const std::size_t i = (turn + j) % count;
+        const double seconds = seconds_of(contenders[i].run, block[i]);
+        per_call[i].push_back(seconds / block[i]);
+        total += seconds;
+      }
+      turn = (turn + 1) % count;
+      state.SetIterationTime(total);
+    }
+  } catch (const std::exception& e) {
+    report_error(state, e.what());
+    return;
+  }
+  if (per_call[0].empty()) return;
+  for (std::size_t i = 0; i < count; ++i) {
+    state.counters[contenders[i].name + "_ms"] = median(per_call[i]) * 1e3;
+    if (i == 0) continue;
+    std::vector<double> ratios(per_call[i].size());
+    for (std::size_t k = 0; k < ratios.size(); ++k) ratios[k] = per_call[i][k] / per_call[0][k];
+    state.counters[contenders[i].name + "_per_" + contenders[0].name] = median(ratios);
+  }
+}
+
+benchmark::internal::Benchmark* register_paired(const std::string& name, const RunSettings& s,
+                                                std::function<std::vector<Contender>()> make) {
+  return benchmark::RegisterBenchmark(name.c_str(),
+                                      [make](benchmark::State& state) {
+                                        std::vector<Contender> contenders;
+                                        try {
+                                          contenders = make();
+                                        } catch (const std::exception& e) {
+                                          report_error(state, e.what());
+                                          return;
+                                        }
+                                        run_paired(state, contenders);
+                                      })
+      ->Unit(benchmark::kMillisecond)
+      ->UseManualTime()
+      ->MinWarmUpTime(s.warmup_seconds);
+}
+
+}  // namespace
+
+void register_paired_onednn(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s) {
+  if (!onednn_available()) return;
+  const std::string name = benchmark_name(op_name(op), layout_name(layout), "paired_onednn", p, s.name_suffix);
+  auto* b = register_paired(name, s, [op, layout, p] {
+    std::string label;
+    std::vector<Contender> contenders;
+    contenders.push_back({"simdnorm", simdnorm_runner(op, layout, p, false)});
+    contenders.push_back({"onednn", onednn_runner(op, layout, p, &label)});
+    return contenders;
+  });
+  if (tensor_bytes(p) >= kPairedLargeBytes) b->MinTime(kPairedLargeMinSeconds);
+}
+
+void register_paired_stream(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s) {
+  const std::string name = benchmark_name(op_name(op), layout_name(layout), "paired_stream", p, s.name_suffix);
+  register_paired(name, s, [op, layout, p] {
+    std::vector<Contender> contenders;
+    contenders.push_back({"stream", stream_runner(p)});
+    contenders.push_back({"inplace", simdnorm_runner(op, layout, p, true)});
+    contenders.push_back({"simdnorm", simdnorm_runner(op, layout, p, false)});
+    if (op != Op::InferFwd) contenders.push_back({"floor", floor_runner(p, op == Op::Backward)});
+    return contenders;
+  })->MinTime(kPairedLargeMinSeconds);
+}
+
+}  // namespace simdnorm_bench
