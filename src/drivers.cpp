@@ -157,26 +157,6 @@ void for_each_block(std::size_t items, std::size_t elements, const Body& body) {
   body(Block{0, items}, Team{0, 1});
 }
 
-// first(i) for every item, then between(part, parts) on every thread of the team (part: the thread's index, parts:
-// the team's size; the caller splits the per-channel work between them with channel_share), then second(i) for
-// every item, in one team: each thread runs the items of its block through first(), all wait, each does its share
-// of the per-channel step, all wait again, then each runs its block through second() from its end: the second pass
-// then starts, on each core, with what that core's first pass read last, and never with another core's data
-// (reversing the whole sweep instead made each core start on data the other core had just read, and made NHWC
-// training twice as slow here). One team instead of two halves the wake-ups. (The per-channel step ran on one
-// thread while the other spun until 2026-11: on 1x2048x7x7 NHWC backward, a tenth of the call.)
-template <class First, class Between, class Second>
-void parallel_two_pass(std::size_t items, std::size_t elements, const First& first, const Between& between,
-                       const Second& second) {
-  for_each_block(items, elements, [&](Block mine, Team team) {
-    for (std::size_t i = mine.begin; i < mine.end; ++i) first(i);
-    sync(team);
-    between(team.thread, team.threads);
-    sync(team);
-    for (std::size_t i = mine.end; i-- > mine.begin;) second(i);
-  });
-}
-
 // Part `part` of `parts` of the channels [0, c) for per-channel steps split among threads: contiguous, starting on a
 // multiple of kMaxLanes (the vectorised per-channel kernels write whole vectors from their first channel up to the
 // next multiple), the last one ending at c. Parts may be empty.
@@ -185,6 +165,26 @@ Block channel_share(std::size_t c, std::size_t part, std::size_t parts) {
   const std::size_t begin = lanes * part / parts * kMaxLanes;
   const std::size_t end = part + 1 == parts ? c : lanes * (part + 1) / parts * kMaxLanes;
   return Block{begin < c ? begin : c, end < c ? end : c};
+}
+
+// first(i) for every item, then between(c0, count) on every thread of the team with its share of the channels
+// [0, channels) (channel_share; a thread whose share is empty skips it), then second(i) for every item, in one team:
+// each thread runs the items of its block through first(), all wait, each does its share of the per-channel step,
+// all wait again, then each runs its block through second() from its end: the second pass then starts, on each
+// core, with what that core's first pass read last, and never with another core's data (reversing the whole sweep
+// instead made each core start on data the other core had just read, and made NHWC training twice as slow here). One team instead of two halves the wake-ups. (The per-channel step ran on one
+// thread while the other spun until 2026-11: on 1x2048x7x7 NHWC backward, a tenth of the call.)
+template <class First, class Between, class Second>
+void parallel_two_pass(std::size_t items, std::size_t elements, std::size_t channels, const First& first,
+                       const Between& between, const Second& second) {
+  for_each_block(items, elements, [&](Block mine, Team team) {
+    for (std::size_t i = mine.begin; i < mine.end; ++i) first(i);
+    sync(team);
+    const Block share = channel_share(channels, team.thread, team.threads);
+    if (share.begin < share.end) between(share.begin, share.end - share.begin);
+    sync(team);
+    for (std::size_t i = mine.end; i-- > mine.begin;) second(i);
+  });
 }
 
 // Channels [0, channels) shared by the whole team (see kCoreChannelBytes), one at a time: first(c, p, end) for the
@@ -641,18 +641,15 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
       k.affine_rows(args.x, args.y, walk, a, b, relu, stream);
     } else {
       parallel_two_pass(
-          rt.items(), g.elements,
+          rt.items(), g.elements, C,
           [&](std::size_t i) {
             const RowTiles::Tile t = rt.tile(i);
             const std::size_t at = t.chunk * cp;
             k.moments_rows(args.x + t.offset, t.walk, shift, sums + at, m2 + at);
           },
-          [&](std::size_t part, std::size_t parts) {
+          [&](std::size_t c0, std::size_t count) {
             // Chunks merge into chunk 0 in chunk order, the thread's share of the channels at once (the weights
             // depend only on the row counts).
-            const Block share = channel_share(C, part, parts);
-            if (share.begin == share.end) return;
-            const std::size_t c0 = share.begin, count = share.end - share.begin;
             for (std::size_t i = 1; i < rt.chunks; ++i) {
               k.merge_rows(sums + c0, m2 + c0, sums + i * cp + c0, m2 + i * cp + c0, count,
                            static_cast<double>(rt.first_row(i)), static_cast<double>(rt.rows_of(i)));
@@ -915,24 +912,22 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
     const std::size_t at = t.chunk * cp;
     k.grad_sums_rows(args.x + t.offset, args.dy + t.offset, t.walk, coefficients, relu, sum_dy + at, sum_dy_xc + at);
   };
-  // Chunks add into chunk 0 in chunk order; the share `part` of `parts` of the channels.
-  auto merge_and_finish = [&](std::size_t part, std::size_t parts) {
-    const Block share = channel_share(C, part, parts);
-    if (share.begin == share.end) return;
+  // Chunks add into chunk 0 in chunk order; channels [c0, c0 + count), c0 a multiple of kMaxLanes.
+  auto merge_and_finish = [&](std::size_t c0, std::size_t count) {
     for (std::size_t i = 1; i < rt.chunks; ++i) {
-      for (std::size_t c = share.begin; c < share.end; ++c) {
+      for (std::size_t c = c0; c < c0 + count; ++c) {
         sum_dy[c] += sum_dy[i * cp + c];
         sum_dy_xc[c] += sum_dy_xc[i * cp + c];
       }
     }
-    finish_channels(share.begin, share.end - share.begin);
+    finish_channels(c0, count);
   };
   if (args.dx == nullptr) {
     parallel_for(rt.items(), g.elements, sums_of);
-    merge_and_finish(0, 1);
+    merge_and_finish(0, C);
     return SIMDNORM_SUCCESS;
   }
-  parallel_two_pass(rt.items(), g.elements, sums_of, merge_and_finish, [&](std::size_t i) {
+  parallel_two_pass(rt.items(), g.elements, C, sums_of, merge_and_finish, [&](std::size_t i) {
     const RowTiles::Tile t = rt.tile(i);
     k.grad_input_rows(args.x + t.offset, args.dy + t.offset, args.dx + t.offset, t.walk, coefficients, relu, stream);
   });
