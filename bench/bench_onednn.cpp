@@ -160,9 +160,7 @@ namespace simdnorm_bench {
 bool onednn_available() { return false; }
 std::string onednn_version() { return "not built (dnnl was not found when CMake configured the suite)"; }
 void register_onednn(Op, simdnorm_layout, const Point&, const RunSettings&) {}
-Runner onednn_runner(Op, simdnorm_layout, const Point&, std::string*) {
-  throw std::runtime_error("oneDNN: not built");
-}
+Runner onednn_runner(Op, simdnorm_layout, const Point&, std::string*) { throw std::runtime_error("not built"); }
 
 }  // namespace simdnorm_bench
 

@@ -87,6 +87,7 @@ class Results:
         medians = {}
         cvs = {}
         samples = {}
+        paired_medians = {}
         for run in document.get("benchmarks", []):
             name = run.get("run_name") or run.get("name", "")
             m = NAME_RE.match(name)
@@ -102,10 +103,17 @@ class Results:
                 continue
             if run.get("label"):
                 self.labels[key] = run["label"]
-            if key[2].startswith("paired_") and run.get("run_type") != "aggregate":
-                for counter, v in run.items():
-                    if counter.endswith("_ms") or "_per_" in counter:
+            if key[2].startswith("paired_"):
+                # Only the counters: the time of a paired benchmark is the sum of its contenders' blocks, whose
+                # sizes each run calibrates anew, and says nothing. Every round's value where the file has them,
+                # else (--benchmark_report_aggregates_only) the median aggregate's.
+                counters = {k: v for k, v in run.items() if k.endswith("_ms") or "_per_" in k}
+                if run.get("run_type") != "aggregate":
+                    for counter, v in counters.items():
                         self.paired.setdefault(key, {}).setdefault(counter, []).append(v)
+                elif run.get("aggregate_name") == "median":
+                    paired_medians[key] = counters
+                continue
             scale = TIME_UNITS.get(run.get("time_unit", "ns"), 1e-6)
             value = (run["real_time"] * scale, run.get("bytes"), run.get("cpu_time", 0.0) * scale)
             if run.get("run_type") == "aggregate":
@@ -117,6 +125,9 @@ class Results:
             else:
                 samples.setdefault(key, []).append(value)
         self.layer_order = sorted(first_family, key=lambda layer: first_family[layer])
+        for key, counters in paired_medians.items():
+            if key not in self.paired:
+                self.paired[key] = {counter: [v] for counter, v in counters.items()}
         for key in set(medians) | set(samples):
             # Every measurement of every round when the file has them (it does unless Google Benchmark ran with
             # --benchmark_report_aggregates_only), else the median aggregate.
@@ -572,8 +583,8 @@ def main():
                "the floor ran in alternation in one benchmark (a block of calls each, about 1 ms, in rotating "
                "order), and each figure is the median over the rounds of the median of the per-iteration ratios, "
                "so that the machine's swings in bandwidth (up to 2x from one second to the next when shared) "
-               "cancel out; *separately*: the ratio of the separate benchmarks' median times. NHWC training and backward read the tensor "
-               "twice by necessity (every row's statistics come before the first row can be normalised), so "
+               "cancel out; *separately*: the ratio of the separate benchmarks' median times. NHWC training and "
+               "backward read the tensor twice by necessity (every row's statistics come before the first row can be normalised), so "
                "1.5x and 2.5x are their floor when a read-only pass costs half a read-write one. *Two-pass floor* "
                "measures it: raw loops, threaded like the streaming pass, that read the tensor (x; x and dy) and "
                "then make one read-write pass over it (x = a*x + b; dy = a*dy + b*x), nothing else, in the same "

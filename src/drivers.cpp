@@ -63,9 +63,9 @@ constexpr std::size_t kRowChunkBytes = std::size_t{64} << 10;
 constexpr std::size_t kMaxRowChunks = 32;
 // ... and of at least this many rows: each chunk adds a merge of C partial moments, as costly as a few rows.
 constexpr std::size_t kMinChunkRows = 32;
-// ... and, from 2 * kMinChunkRows rows, of a multiple of this many rows but for the last: the row kernels take rows 8 at a time, and a chunk of 30
-// or 31 rows costs 5 or 6 such steps of each channel instead of 4 (1x512x28x28 training, 2 threads: 1.06x the time
-// of chunks of 32 rows).
+// ... and, from 2 * kMinChunkRows rows, of a multiple of this many rows but for the last: the row kernels take rows
+// 8 at a time, and a chunk of 30 or 31 rows costs 5 or 6 such steps of each channel instead of 4 (1x512x28x28
+// training, 2 threads, split into 26 chunks of 30-31 rows: 1.06x the time of 25 chunks of 32 rows).
 constexpr std::size_t kChunkRowGrain = 8;
 // An NHWC tensor of up to this many bytes is one chunk, run on the calling thread, statistics then normalisation
 // while it is in cache: a second thread saved less than its cost there (1x512x7x7 training: 3.9 us alone, 4.5 us
@@ -169,11 +169,12 @@ Block channel_share(std::size_t c, std::size_t part, std::size_t parts) {
 
 // first(i) for every item, then between(c0, count) on every thread of the team with its share of the channels
 // [0, channels) (channel_share; a thread whose share is empty skips it), then second(i) for every item, in one team:
-// each thread runs the items of its block through first(), all wait, each does its share of the per-channel step,
-// all wait again, then each runs its block through second() from its end: the second pass then starts, on each
-// core, with what that core's first pass read last, and never with another core's data (reversing the whole sweep
-// instead made each core start on data the other core had just read, and made NHWC training twice as slow here). One team instead of two halves the wake-ups. (The per-channel step ran on one
-// thread while the other spun until 2026-11: on 1x2048x7x7 NHWC backward, a tenth of the call.)
+// each thread runs the items of its block through first(), all wait, each does its share of the per-channel step, all
+// wait again, then each runs its block through second() from its end: the second pass then starts, on each core, with
+// what that core's first pass read last, and never with another core's data (reversing the whole sweep instead made
+// each core start on data the other core had just read, and made NHWC training twice as slow here). One team instead of
+// two halves the wake-ups. (The per-channel step ran on one thread while the other spun until 2026-11: on 1x2048x7x7
+// NHWC backward, a tenth of the call.)
 template <class First, class Between, class Second>
 void parallel_two_pass(std::size_t items, std::size_t elements, std::size_t channels, const First& first,
                        const Between& between, const Second& second) {
@@ -432,9 +433,9 @@ RowTiles row_tiles(const View& v) {
   if (per < min_rows) per = min_rows;
   const std::size_t at_most = (v.row_count + kMaxRowChunks - 1) / kMaxRowChunks;
   if (per < at_most) per = at_most;
-  // Chunks of equal size (49 rows in chunks of 32 would leave one core 17), and an even number of them: the threads
-  // take contiguous blocks of equal count, so 7 chunks left one of two cores 4/3.5 of the work (1x1024x14x14,
-  // 1x128x28x28). Fewer rows than two chunks of kMinChunkRows make two chunks of any size.
+  // Chunks of equal size to a grain (49 rows in chunks of 32 would leave one core 17), and an even number of them:
+  // the threads take contiguous blocks of equal count, so 7 chunks left one of two cores 4/3.5 of the work
+  // (1x1024x14x14, 1x128x28x28). Fewer rows than two chunks of kMinChunkRows make two chunks of any size.
   const std::size_t grain = v.row_count < 2 * kMinChunkRows ? 1 : kChunkRowGrain;
   std::size_t chunks = (v.row_count + per - 1) / per;
   if (chunks % 2 != 0 && chunks < (v.row_count + grain - 1) / grain) ++chunks;  // never an empty chunk
