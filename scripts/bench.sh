@@ -5,7 +5,7 @@
 # throughput_*.png plots.
 #
 #   scripts/bench.sh                 default grid: 3 ResNet-50 BN layers at N = 1..64, 6 more at N = 1 and 32,
-#                                    a 1024-wide N x C matrix (about 10 minutes on 2 cores)
+#                                    a 1024-wide N x C matrix (about 15 minutes on 2 cores)
 #   scripts/bench.sh --quick         a reduced set (about a minute)
 #   scripts/bench.sh --full          all 9 layers at every N, the matrix at N = 16..1024
 #
