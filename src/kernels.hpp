@@ -444,20 +444,28 @@ struct Kernels {
       for (std::size_t r = r0; r < r1; ++r) tail_of_row(r);
     }
   }
-  // Rows of c channels written in place without streaming, `stride` floats apart, from value(r, i, count): row r's
-  // vector at channel i, of which the first count lanes are stored; tails last (see tails_last).
-  template <class Value>
-  static void store_rows_tails_last(float* y, std::size_t rows, std::size_t stride, std::size_t c,
-                                    const Value& value) {
-    const std::size_t whole = c / W * W, tail = c - whole;
-    tails_last(
-        rows,
-        [&](std::size_t r) {
-          for (std::size_t i = 0; i < whole; i += W) value(r, i, W).store_unaligned(y + r * stride + i);
-        },
-        [&](std::size_t r) {
-          if (tail != 0) Native::store_first(y + r * stride + whole, value(r, whole, tail), tail);
-        });
+  // Writes `rows` rows of c channels, `stride` floats apart, from value(r, i, count): row r's vector at channel i, of
+  // which the first count lanes are stored (W but for the last vector of a row). in_place: y is also an input of
+  // value(), so rows that end in a masked store put their tails last (see tails_last); otherwise row after row,
+  // streaming with Stream (store_span: the caller fences).
+  template <bool Stream, class Value>
+  static void store_rows(float* y, std::size_t rows, std::size_t stride, std::size_t c, bool in_place,
+                         const Value& value) {
+    if (!Stream && in_place && c % W != 0) {
+      const std::size_t whole = c / W * W, tail = c - whole;
+      tails_last(
+          rows,
+          [&](std::size_t r) {
+            for (std::size_t i = 0; i < whole; i += W) value(r, i, W).store_unaligned(y + r * stride + i);
+          },
+          [&](std::size_t r) { Native::store_first(y + r * stride + whole, value(r, whole, tail), tail); });
+      return;
+    }
+    for (std::size_t r = 0; r < rows; ++r) {
+      store_span<Stream>(
+          y + r * stride, c, [&](std::size_t i) SIMDNORM_INLINE { return value(r, i, W); },
+          [&](std::size_t i, std::size_t count) SIMDNORM_INLINE { return value(r, i, count); });
+    }
   }
 
   // Writes `rows` rows of c <= V*W channels, `stride` floats apart, from value(r, v, count): row r's vector v, of
@@ -837,16 +845,11 @@ void Kernels<Arch>::affine_planes(const float* x, float* y, std::size_t len, std
       tails_last(
           count,
           [&](std::size_t p) {
-            const F va(a[channel_of(p)]), vb(b[channel_of(p)]);
-            float* yp = y + p * len;
-            for (std::size_t i = 0; i < whole; i += W) {
-              activate<Relu>(xsimd::fma(va, F::load_unaligned(yp + i), vb)).store_unaligned(yp + i);
-            }
+            affine_span<Relu, false>(y + p * len, y + p * len, whole, F(a[channel_of(p)]), F(b[channel_of(p)]));
           },
           [&](std::size_t p) {
-            const F va(a[channel_of(p)]), vb(b[channel_of(p)]);
             float* yp = y + p * len + whole;
-            Native::store_first(yp, activate<Relu>(xsimd::fma(va, Native::load_first(yp, tail), vb)), tail);
+            affine_span<Relu, false>(yp, yp, tail, F(a[channel_of(p)]), F(b[channel_of(p)]));
           });
       return;
     }
@@ -868,26 +871,18 @@ void Kernels<Arch>::affine_rows_impl(const float* x, float* y, const RowWalk& wa
     constexpr std::size_t V = decltype(vectors)::value;
     F va[V], vb[V];
     for (std::size_t v = 0; v < V; ++v) va[v] = F::load_unaligned(a + v * W), vb[v] = F::load_unaligned(b + v * W);
-    store_narrow_rows<Stream, V>(y, rows, stride, c, x == y, [&](std::size_t r, std::size_t v, std::size_t count) SIMDNORM_INLINE {
+    auto value = [&](std::size_t r, std::size_t v, std::size_t count) SIMDNORM_INLINE {
       return activate<Relu>(xsimd::fma(va[v], load_lanes(x + r * stride + v * W, count), vb[v]));
-    });
+    };
+    store_narrow_rows<Stream, V>(y, rows, stride, c, x == y, value);
   });
-  if (!narrow && !Stream && x == y && c % W != 0) {
-    store_rows_tails_last(y, rows, stride, c, [&](std::size_t r, std::size_t i, std::size_t count) {
-      return activate<Relu>(
-          xsimd::fma(F::load_unaligned(a + i), load_lanes(x + r * stride + i, count), F::load_unaligned(b + i)));
-    });
-    return;
-  }
-  for (std::size_t r = 0; !narrow && r < rows; ++r, x += stride, y += stride) {
-    // Channel offsets i need not be vector-aligned (streaming peels y to alignment): the padded per-channel arrays
-    // are read unaligned at the same offsets.
-    store_span<Stream>(
-        y, c, [&](std::size_t i) { return activate<Relu>(xsimd::fma(F::load_unaligned(a + i), F::load_unaligned(x + i), F::load_unaligned(b + i))); },
-        [&](std::size_t i, std::size_t count) {
-          return activate<Relu>(xsimd::fma(F::load_unaligned(a + i), Native::load_first(x + i, count), F::load_unaligned(b + i)));
-        });
-  }
+  // Channel offsets i need not be vector-aligned (streaming peels y to alignment): the padded per-channel arrays are
+  // read unaligned at the same offsets.
+  auto value = [&](std::size_t r, std::size_t i, std::size_t count) SIMDNORM_INLINE {
+    return activate<Relu>(
+        xsimd::fma(F::load_unaligned(a + i), load_lanes(x + r * stride + i, count), F::load_unaligned(b + i)));
+  };
+  if (!narrow) store_rows<Stream>(y, rows, stride, c, x == y, value);
   if constexpr (Stream) _mm_sfence();
 }
 
@@ -1032,12 +1027,8 @@ void Kernels<Arch>::grad_input_rows_impl(const float* x, const float* dy, float*
                                          const GradCoefficientArrays& coefficients) {
   auto coefficient = [](const float* array, std::size_t i) { return F::load_unaligned(array + i); };
   const GradCoefficientArrays k = coefficients;  // a local copy, for the reason the walk is one
-  auto compute = [&](F vx, F vd, std::size_t i) {
-    return grad_input<Relu>(vx, vd, coefficient(k.mean, i), coefficient(k.invstd, i), coefficient(k.a, i),
-                            coefficient(k.b, i), coefficient(k.k_dy, i), coefficient(k.mean_dy, i),
-                            coefficient(k.mean_dy_xhat, i));
-  };
   const std::size_t rows = walk.rows, stride = walk.row_stride, c = walk.c;  // locals: see affine_rows_impl
+  const bool in_place = dx == dy || dx == x;
   const bool narrow = with_narrow_rows<Stream>(dx, stride, c, [&](auto vectors) {
     constexpr std::size_t V = decltype(vectors)::value;
     struct At {
@@ -1049,25 +1040,21 @@ void Kernels<Arch>::grad_input_rows_impl(const float* x, const float* dy, float*
       co[v] = At{coefficient(k.mean, i), coefficient(k.invstd, i), coefficient(k.a, i), coefficient(k.b, i),
                  coefficient(k.k_dy, i), coefficient(k.mean_dy, i), coefficient(k.mean_dy_xhat, i)};
     }
-    store_narrow_rows<Stream, V>(dx, rows, stride, c, dx == dy || dx == x, [&](std::size_t r, std::size_t v, std::size_t count) SIMDNORM_INLINE {
+    auto value = [&](std::size_t r, std::size_t v, std::size_t count) SIMDNORM_INLINE {
       const At& q = co[v];
-      return grad_input<Relu>(load_lanes(x + r * stride + v * W, count), load_lanes(dy + r * stride + v * W, count), q.mean,
-                              q.invstd, q.a, q.b, q.k_dy, q.mean_dy, q.mean_dy_xhat);
-    });
+      const std::size_t at = r * stride + v * W;
+      return grad_input<Relu>(load_lanes(x + at, count), load_lanes(dy + at, count), q.mean, q.invstd, q.a, q.b,
+                              q.k_dy, q.mean_dy, q.mean_dy_xhat);
+    };
+    store_narrow_rows<Stream, V>(dx, rows, stride, c, in_place, value);
   });
-  if (!narrow && !Stream && (dx == dy || dx == x) && c % W != 0) {
-    store_rows_tails_last(dx, rows, stride, c, [&](std::size_t r, std::size_t i, std::size_t count) {
-      return compute(load_lanes(x + r * stride + i, count), load_lanes(dy + r * stride + i, count), i);
-    });
-    return;
-  }
-  for (std::size_t r = 0; !narrow && r < rows; ++r, x += stride, dy += stride, dx += stride) {
-    store_span<Stream>(
-        dx, c, [&](std::size_t i) { return compute(F::load_unaligned(x + i), F::load_unaligned(dy + i), i); },
-        [&](std::size_t i, std::size_t count) {
-          return compute(Native::load_first(x + i, count), Native::load_first(dy + i, count), i);
-        });
-  }
+  auto value = [&](std::size_t r, std::size_t i, std::size_t count) SIMDNORM_INLINE {
+    const std::size_t at = r * stride + i;
+    return grad_input<Relu>(load_lanes(x + at, count), load_lanes(dy + at, count), coefficient(k.mean, i),
+                            coefficient(k.invstd, i), coefficient(k.a, i), coefficient(k.b, i),
+                            coefficient(k.k_dy, i), coefficient(k.mean_dy, i), coefficient(k.mean_dy_xhat, i));
+  };
+  if (!narrow) store_rows<Stream>(dx, rows, stride, c, in_place, value);
   if constexpr (Stream) _mm_sfence();
 }
 
