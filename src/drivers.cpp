@@ -167,22 +167,38 @@ Block channel_share(std::size_t c, std::size_t part, std::size_t parts) {
   return Block{begin < c ? begin : c, end < c ? end : c};
 }
 
-// first(i) for every item, then between(c0, count) on every thread of the team with its share of the channels
-// [0, channels) (channel_share; a thread whose share is empty skips it), then second(i) for every item, in one team:
-// each thread runs the items of its block through first(), all wait, each does its share of the per-channel step, all
-// wait again, then each runs its block through second() from its end: the second pass then starts, on each core, with
-// what that core's first pass read last, and never with another core's data (reversing the whole sweep instead made
-// each core start on data the other core had just read, and made NHWC training twice as slow here). One team instead of
-// two halves the wake-ups. (The per-channel step ran on one thread while the other spun until 2026-11: on 1x2048x7x7
-// NHWC backward, a tenth of the call.)
-template <class First, class Between, class Second>
-void parallel_two_pass(std::size_t items, std::size_t elements, std::size_t channels, const First& first,
-                       const Between& between, const Second& second) {
-  for_each_block(items, elements, [&](Block mine, Team team) {
+// The two passes over NHWC row chunks (RowTiles), with the per-channel step between them, in one team: first(i)
+// for every chunk i; then, for channels [c0, c0 + count), merge_half(h, c0, count) merges the partials of half h of
+// the chunks (h = 0: chunks [0, chunks / 2), h = 1: the rest) in chunk order into the half's first chunk, and
+// finish(c0, count) merges half 1 into half 0 and finishes the channels; then second(i) for every chunk. The merge
+// tree is fixed by the chunk count, so results do not depend on the team. A team of two (this machine's) has the
+// halves for blocks: each thread merges its own half, for every channel, from partials in its own cache, as soon as
+// its first pass is done; after a barrier each finishes its share of the channels (channel_share), which reads one
+// partial of the other core's instead of half of its chunks'. Other teams merge both halves of their share of the
+// channels after the barrier. (Until 2026-11 every team merged the chunks in order, each thread for its share of
+// the channels, reading the partials of the other core's chunks: when this shared machine was busy, that crossing
+// made 1x1024x14x14 NHWC training take 29 us on two threads, 32 us on one and 23.5 us in oneDNN; the halves take
+// 0.81-0.85x that time then, and 0.96-1.0x when the machine is quiet.) All wait again, then each thread runs its
+// block through second() from its end: the second pass then starts, on each core, with what that core's first pass
+// read last, and never with another core's data (reversing the whole sweep instead made each core start on data the
+// other core had just read, and made NHWC training twice as slow here).
+template <class First, class MergeHalf, class Finish, class Second>
+void parallel_row_passes(std::size_t chunks, std::size_t elements, std::size_t channels, const First& first,
+                         const MergeHalf& merge_half, const Finish& finish, const Second& second) {
+  for_each_block(chunks, elements, [&](Block mine, Team team) {
     for (std::size_t i = mine.begin; i < mine.end; ++i) first(i);
+    // for_each_block's blocks of a team of two: [0, chunks / 2) and [chunks / 2, chunks), the halves.
+    const bool blocks_are_halves = team.threads == 2;
+    if (blocks_are_halves) merge_half(team.thread, 0, channels);
     sync(team);
     const Block share = channel_share(channels, team.thread, team.threads);
-    if (share.begin < share.end) between(share.begin, share.end - share.begin);
+    if (share.begin < share.end) {
+      if (!blocks_are_halves) {
+        merge_half(0, share.begin, share.end - share.begin);
+        merge_half(1, share.begin, share.end - share.begin);
+      }
+      finish(share.begin, share.end - share.begin);
+    }
     sync(team);
     for (std::size_t i = mine.end; i-- > mine.begin;) second(i);
   });
@@ -641,20 +657,29 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
       finish_channels(0, C);
       k.affine_rows(args.x, args.y, walk, a, b, relu, stream);
     } else {
-      parallel_two_pass(
-          rt.items(), g.elements, C,
+      // Chunk 0 ends up holding the merged moments (parallel_row_passes). The weights of Chan's formula depend
+      // only on the row counts.
+      const std::size_t half = rt.chunks / 2;
+      parallel_row_passes(
+          rt.chunks, g.elements, C,
           [&](std::size_t i) {
             const RowTiles::Tile t = rt.tile(i);
             const std::size_t at = t.chunk * cp;
             k.moments_rows(args.x + t.offset, t.walk, shift, sums + at, m2 + at);
           },
-          [&](std::size_t c0, std::size_t count) {
-            // Chunks merge into chunk 0 in chunk order, the thread's share of the channels at once (the weights
-            // depend only on the row counts).
-            for (std::size_t i = 1; i < rt.chunks; ++i) {
-              k.merge_rows(sums + c0, m2 + c0, sums + i * cp + c0, m2 + i * cp + c0, count,
-                           static_cast<double>(rt.first_row(i)), static_cast<double>(rt.rows_of(i)));
+          [&](std::size_t h, std::size_t c0, std::size_t count) {
+            const std::size_t first = h == 0 ? 0 : half, end = h == 0 ? half : rt.chunks;
+            const std::size_t at = first * cp + c0;
+            for (std::size_t i = first + 1; i < end; ++i) {
+              k.merge_rows(sums + at, m2 + at, sums + i * cp + c0, m2 + i * cp + c0, count,
+                           static_cast<double>(rt.first_row(i) - rt.first_row(first)),
+                           static_cast<double>(rt.rows_of(i)));
             }
+          },
+          [&](std::size_t c0, std::size_t count) {
+            k.merge_rows(sums + c0, m2 + c0, sums + half * cp + c0, m2 + half * cp + c0, count,
+                         static_cast<double>(rt.first_row(half)),
+                         static_cast<double>(v.row_count - rt.first_row(half)));
             finish_channels(c0, count);
           },
           [&](std::size_t i) {
@@ -913,25 +938,26 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
     const std::size_t at = t.chunk * cp;
     k.grad_sums_rows(args.x + t.offset, args.dy + t.offset, t.walk, coefficients, relu, sum_dy + at, sum_dy_xc + at);
   };
-  // Chunks add into chunk 0 in chunk order; channels [c0, c0 + count), c0 a multiple of kMaxLanes.
-  auto merge_and_finish = [&](std::size_t c0, std::size_t count) {
-    for (std::size_t i = 1; i < rt.chunks; ++i) {
-      for (std::size_t c = c0; c < c0 + count; ++c) {
-        sum_dy[c] += sum_dy[i * cp + c];
-        sum_dy_xc[c] += sum_dy_xc[i * cp + c];
-      }
-    }
-    finish_channels(c0, count);
-  };
-  if (args.dx == nullptr) {
-    parallel_for(rt.items(), g.elements, sums_of);
-    merge_and_finish(0, C);
-    return SIMDNORM_SUCCESS;
-  }
-  parallel_two_pass(rt.items(), g.elements, C, sums_of, merge_and_finish, [&](std::size_t i) {
-    const RowTiles::Tile t = rt.tile(i);
-    k.grad_input_rows(args.x + t.offset, args.dy + t.offset, args.dx + t.offset, t.walk, coefficients, relu, stream);
-  });
+  // Chunk 0 ends up holding the merged sums (parallel_row_passes).
+  const std::size_t half = rt.chunks / 2;
+  parallel_row_passes(
+      rt.chunks, g.elements, C, sums_of,
+      [&](std::size_t h, std::size_t c0, std::size_t count) {
+        const std::size_t first = h == 0 ? 0 : half, end = h == 0 ? half : rt.chunks;
+        if (end - first > 1) {
+          k.add_rows(sum_dy + first * cp + c0, sum_dy_xc + first * cp + c0, end - first, cp, count);
+        }
+      },
+      [&](std::size_t c0, std::size_t count) {
+        k.add_rows(sum_dy + c0, sum_dy_xc + c0, 2, half * cp, count);
+        finish_channels(c0, count);
+      },
+      [&](std::size_t i) {
+        if (args.dx == nullptr) return;
+        const RowTiles::Tile t = rt.tile(i);
+        k.grad_input_rows(args.x + t.offset, args.dy + t.offset, args.dx + t.offset, t.walk, coefficients, relu,
+                          stream);
+      });
   return SIMDNORM_SUCCESS;
 }
 

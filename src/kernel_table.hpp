@@ -128,6 +128,10 @@ struct KernelTable {
   void (*grad_sums_rows)(const float* x, const float* dy, const RowWalk& walk, const GradCoefficientArrays& k,
                          bool relu, double* sum_dy, double* sum_dy_xc);
 
+  // Adds the backward sums of parts 1 .. parts − 1 of a set of rows (part i at sum_dy + i*part_stride, and likewise
+  // for sum_dy_xc) into part 0's, in part order, for channels [0, c) (padded arrays).
+  void (*add_rows)(double* sum_dy, double* sum_dy_xc, std::size_t parts, std::size_t part_stride, std::size_t c);
+
   // Parameter gradients and dx coefficients of channels [0, c) from the merged sums (padded arrays), in double,
   // each rounded once: dbeta = Σdy', dgamma = Σdy'(x − mean)*invstd, k_dy = gamma*invstd, mean_dy = Σdy'/m,
   // mean_dy_xhat = Σdy'(x − mean)*invstd/m.

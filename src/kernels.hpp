@@ -118,6 +118,7 @@ struct Kernels {
                         double eps, float* a, float* b);
   static void fold_saved_rows(const float* mean, const float* invstd, const float* gamma, const float* beta,
                               std::size_t c, float* a, float* b);
+  static void add_rows(double* sum_dy, double* sum_dy_xc, std::size_t parts, std::size_t part_stride, std::size_t c);
   static void grad_finish_rows(const double* sum_dy, const double* sum_dy_xc, const float* invstd,
                                const float* gamma, std::size_t c, double m, float* dbeta, float* dgamma, float* k_dy,
                                float* mean_dy, float* mean_dy_xhat);
@@ -138,7 +139,7 @@ struct Kernels {
   static constexpr KernelTable table(const char* name) {
     return KernelTable{name,           &moments_run,      &moments_rows,   &merge_rows,     &finish_rows,    &update_running,
                        &fold_rows,     &fold_saved_rows,  &affine_run,     &affine_rows,    &affine_planes, &grad_sums_run,
-                       &grad_sums_rows, &grad_finish_rows, &grad_input_run, &grad_input_rows};
+                       &grad_sums_rows, &add_rows, &grad_finish_rows, &grad_input_run, &grad_input_rows};
   }
 
  private:
@@ -981,6 +982,20 @@ void Kernels<Arch>::grad_sums_rows_impl(const float* x, const float* dy, const R
   if (left & 4) update(r, std::integral_constant<std::size_t, 4>{}), r += 4;
   if (left & 2) update(r, std::integral_constant<std::size_t, 2>{}), r += 2;
   if (left & 1) update(r, std::integral_constant<std::size_t, 1>{});
+}
+
+template <class Arch>
+void Kernels<Arch>::add_rows(double* sum_dy, double* sum_dy_xc, std::size_t parts, std::size_t part_stride,
+                             std::size_t c) {
+  for (std::size_t j = 0; j < c; j += H) {
+    D s1 = D::load_unaligned(sum_dy + j), s2 = D::load_unaligned(sum_dy_xc + j);
+    for (std::size_t i = 1; i < parts; ++i) {
+      s1 += D::load_unaligned(sum_dy + i * part_stride + j);
+      s2 += D::load_unaligned(sum_dy_xc + i * part_stride + j);
+    }
+    s1.store_unaligned(sum_dy + j);
+    s2.store_unaligned(sum_dy_xc + j);
+  }
 }
 
 template <class Arch>
