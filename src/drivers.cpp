@@ -409,9 +409,10 @@ RunWalk second_pass(RunWalk walk) {
   return walk;
 }
 
-// NHWC work items: chunks of whole rows, fixed by the shape; per-channel partials merge in chunk order. Each core
-// works on rows of its own: splitting rows into channel blocks instead (one block a core) interleaved the cores'
-// lines finely enough that their prefetchers pulled each other's lines, and two threads ran slower than one.
+// NHWC work items: chunks of whole rows, fixed by the shape; per-channel partials merge in two halves of the chunks,
+// each in chunk order (parallel_row_passes). Each core works on rows of its own: splitting rows into channel blocks
+// instead (one block a core) interleaved the cores' lines finely enough that their prefetchers pulled each other's
+// lines, and two threads ran slower than one.
 struct RowTiles {
   std::size_t chunks;
   std::size_t rows;
