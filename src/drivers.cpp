@@ -167,21 +167,22 @@ Block channel_share(std::size_t c, std::size_t part, std::size_t parts) {
   return Block{begin < c ? begin : c, end < c ? end : c};
 }
 
-// The two passes over NHWC row chunks (RowTiles), with the per-channel step between them, in one team: first(i)
-// for every chunk i; then, for channels [c0, c0 + count), merge_half(h, c0, count) merges the partials of half h of
-// the chunks (h = 0: chunks [0, chunks / 2), h = 1: the rest) in chunk order into the half's first chunk, and
-// finish(c0, count) merges half 1 into half 0 and finishes the channels; then second(i) for every chunk. The merge
-// tree is fixed by the chunk count, so results do not depend on the team. A team of two (this machine's) has the
-// halves for blocks: each thread merges its own half, for every channel, from partials in its own cache, as soon as
-// its first pass is done; after a barrier each finishes its share of the channels (channel_share), which reads one
-// partial of the other core's instead of half of its chunks'. Other teams merge both halves of their share of the
-// channels after the barrier. (Until 2026-11 every team merged the chunks in order, each thread for its share of
-// the channels, reading the partials of the other core's chunks: when this shared machine was busy, that crossing
-// made 1x1024x14x14 NHWC training take 29 us on two threads, 32 us on one and 23.5 us in oneDNN; the halves take
-// 0.81-0.85x that time then, and 0.96-1.0x when the machine is quiet.) All wait again, then each thread runs its
-// block through second() from its end: the second pass then starts, on each core, with what that core's first pass
-// read last, and never with another core's data (reversing the whole sweep instead made each core start on data the
-// other core had just read, and made NHWC training twice as slow here).
+// The two passes over NHWC row chunks (RowTiles), with the per-channel step between them, in one team: first(i) for
+// every chunk i; then, for channels [c0, c0 + count), merge_half(h, c0, count) merges the partials of half h of the
+// chunks (h = 0: chunks [0, chunks / 2), h = 1: the rest) in chunk order into the half's first chunk, and finish(c0,
+// count) merges half 1 into half 0 and finishes the channels; then second(i) for every chunk. The merge tree is
+// fixed by the chunk count, so results do not depend on the team. Needs chunks >= 2 (callers run one chunk on the
+// calling thread). A team of two (this machine's) has the halves for blocks: each thread merges its own half, for
+// every channel, from partials in its own cache, as soon as its first pass is done; after a barrier each finishes
+// its share of the channels (channel_share), which reads one partial of the other core's instead of half of its
+// chunks'. Other teams merge both halves of their share of the channels after the barrier. (Until 2026-11 every team
+// merged the chunks in order, each thread for its share of the channels, reading the partials of the other core's
+// chunks: when this shared machine was busy, that crossing made 1x1024x14x14 NHWC training take 29 us on two
+// threads, 32 us on one and 23.5 us in oneDNN; the halves take 0.81-0.85x that time then, and 0.96-1.0x when the
+// machine is quiet.) All wait again, then each thread runs its block through second() from its end: the second pass
+// then starts, on each core, with what that core's first pass read last, and never with another core's data
+// (reversing the whole sweep instead made each core start on data the other core had just read, and made NHWC
+// training twice as slow here).
 template <class First, class MergeHalf, class Finish, class Second>
 void parallel_row_passes(std::size_t chunks, std::size_t elements, std::size_t channels, const First& first,
                          const MergeHalf& merge_half, const Finish& finish, const Second& second) {
