@@ -168,37 +168,38 @@ Block channel_share(std::size_t c, std::size_t part, std::size_t parts) {
 }
 
 // The two passes over NHWC row chunks (RowTiles), with the per-channel step between them, in one team: first(i) for
-// every chunk i; then, for channels [c0, c0 + count), merge_half(h, c0, count) merges the partials of half h of the
-// chunks (h = 0: chunks [0, chunks / 2), h = 1: the rest) in chunk order into the half's first chunk, and finish(c0,
-// count) merges half 1 into half 0 and finishes the channels; then second(i) for every chunk. The merge tree is
-// fixed by the chunk count, so results do not depend on the team. Needs chunks >= 2 (callers run one chunk on the
-// calling thread). A team of two (this machine's) has the halves for blocks: each thread merges its own half, for
-// every channel, from partials in its own cache, as soon as its first pass is done; after a barrier each finishes
-// its share of the channels (channel_share), which reads one partial of the other core's instead of half of its
-// chunks'. Other teams merge both halves of their share of the channels after the barrier. (Until 2026-11 every team
-// merged the chunks in order, each thread for its share of the channels, reading the partials of the other core's
-// chunks: when this shared machine was busy, that crossing made 1x1024x14x14 NHWC training take 29 us on two
-// threads, 32 us on one and 23.5 us in oneDNN; the halves take 0.81-0.85x that time then, and 0.96-1.0x when the
-// machine is quiet.) All wait again, then each thread runs its block through second() from its end: the second pass
-// then starts, on each core, with what that core's first pass read last, and never with another core's data
-// (reversing the whole sweep instead made each core start on data the other core had just read, and made NHWC
-// training twice as slow here).
+// every chunk i; then, for channels [c0, c0 + count), merge_half(block, c0, count) merges the partials of the chunks
+// of a half, block = [0, half) or [half, chunks) with half = chunks / 2, in chunk order into the half's first chunk,
+// and finish(half, c0, count) merges chunk half into chunk 0 and finishes the channels; then second(i) for every
+// chunk. The merge tree is fixed by the chunk count, so results do not depend on the team. Needs chunks >= 2
+// (callers run one chunk on the calling thread). A team of two (this machine's) has the halves for blocks: each
+// thread merges its own half, for every channel, from partials in its own cache, as soon as its first pass is done;
+// after a barrier each finishes its share of the channels (channel_share), which reads one partial of the other
+// core's instead of half of its chunks'. Other teams merge both halves of their share of the channels after the
+// barrier. (Until 2026-11 every team merged the chunks in order, each thread for its share of the channels, reading
+// the partials of the other core's chunks: when this shared machine was busy, that crossing made 1x1024x14x14 NHWC
+// training take 29 us on two threads, 32 us on one and 23.5 us in oneDNN; the halves take 0.81-0.85x that time then,
+// and 0.96-1.0x when the machine is quiet.) All wait again, then each thread runs its block through second() from
+// its end: the second pass then starts, on each core, with what that core's first pass read last, and never with
+// another core's data (reversing the whole sweep instead made each core start on data the other core had just read,
+// and made NHWC training twice as slow here).
 template <class First, class MergeHalf, class Finish, class Second>
 void parallel_row_passes(std::size_t chunks, std::size_t elements, std::size_t channels, const First& first,
                          const MergeHalf& merge_half, const Finish& finish, const Second& second) {
+  const std::size_t half = chunks / 2;
+  const Block halves[2] = {{0, half}, {half, chunks}};
   for_each_block(chunks, elements, [&](Block mine, Team team) {
     for (std::size_t i = mine.begin; i < mine.end; ++i) first(i);
-    // for_each_block's blocks of a team of two: [0, chunks / 2) and [chunks / 2, chunks), the halves.
+    // for_each_block's blocks of a team of two are the halves.
     const bool blocks_are_halves = team.threads == 2;
-    if (blocks_are_halves) merge_half(team.thread, 0, channels);
+    if (blocks_are_halves) merge_half(mine, 0, channels);
     sync(team);
     const Block share = channel_share(channels, team.thread, team.threads);
     if (share.begin < share.end) {
       if (!blocks_are_halves) {
-        merge_half(0, share.begin, share.end - share.begin);
-        merge_half(1, share.begin, share.end - share.begin);
+        for (const Block& h : halves) merge_half(h, share.begin, share.end - share.begin);
       }
-      finish(share.begin, share.end - share.begin);
+      finish(half, share.begin, share.end - share.begin);
     }
     sync(team);
     for (std::size_t i = mine.end; i-- > mine.begin;) second(i);
@@ -451,9 +452,10 @@ RowTiles row_tiles(const View& v) {
   if (per < min_rows) per = min_rows;
   const std::size_t at_most = (v.row_count + kMaxRowChunks - 1) / kMaxRowChunks;
   if (per < at_most) per = at_most;
-  // Chunks of equal size to a grain (49 rows in chunks of 32 would leave one core 17), and an even number of them:
-  // the threads take contiguous blocks of equal count, so 7 chunks left one of two cores 4/3.5 of the work
-  // (1x1024x14x14, 1x128x28x28). Fewer rows than two chunks of kMinChunkRows make two chunks of any size.
+  // Chunks of equal size to a grain (49 rows in chunks of 32 would leave one core 17), and an even number of them
+  // unless that would leave one empty: the threads take contiguous blocks of equal count, so 7 chunks left one of two
+  // cores 4/3.5 of the work (1x1024x14x14, 1x128x28x28). Fewer rows than two chunks of kMinChunkRows make two chunks
+  // of any size.
   const std::size_t grain = v.row_count < 2 * kMinChunkRows ? 1 : kChunkRowGrain;
   std::size_t chunks = (v.row_count + per - 1) / per;
   if (chunks % 2 != 0 && chunks < (v.row_count + grain - 1) / grain) ++chunks;  // never an empty chunk
@@ -661,7 +663,6 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
     } else {
       // Chunk 0 ends up holding the merged moments (parallel_row_passes). The weights of Chan's formula depend
       // only on the row counts.
-      const std::size_t half = rt.chunks / 2;
       parallel_row_passes(
           rt.chunks, g.elements, C,
           [&](std::size_t i) {
@@ -669,16 +670,15 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
             const std::size_t at = t.chunk * cp;
             k.moments_rows(args.x + t.offset, t.walk, shift, sums + at, m2 + at);
           },
-          [&](std::size_t h, std::size_t c0, std::size_t count) {
-            const std::size_t first = h == 0 ? 0 : half, end = h == 0 ? half : rt.chunks;
-            const std::size_t at = first * cp + c0;
-            for (std::size_t i = first + 1; i < end; ++i) {
+          [&](Block h, std::size_t c0, std::size_t count) {
+            const std::size_t at = h.begin * cp + c0;
+            for (std::size_t i = h.begin + 1; i < h.end; ++i) {
               k.merge_rows(sums + at, m2 + at, sums + i * cp + c0, m2 + i * cp + c0, count,
-                           static_cast<double>(rt.first_row(i) - rt.first_row(first)),
+                           static_cast<double>(rt.first_row(i) - rt.first_row(h.begin)),
                            static_cast<double>(rt.rows_of(i)));
             }
           },
-          [&](std::size_t c0, std::size_t count) {
+          [&](std::size_t half, std::size_t c0, std::size_t count) {
             k.merge_rows(sums + c0, m2 + c0, sums + half * cp + c0, m2 + half * cp + c0, count,
                          static_cast<double>(rt.first_row(half)),
                          static_cast<double>(v.row_count - rt.first_row(half)));
@@ -941,16 +941,12 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
     k.grad_sums_rows(args.x + t.offset, args.dy + t.offset, t.walk, coefficients, relu, sum_dy + at, sum_dy_xc + at);
   };
   // Chunk 0 ends up holding the merged sums (parallel_row_passes).
-  const std::size_t half = rt.chunks / 2;
   parallel_row_passes(
       rt.chunks, g.elements, C, sums_of,
-      [&](std::size_t h, std::size_t c0, std::size_t count) {
-        const std::size_t first = h == 0 ? 0 : half, end = h == 0 ? half : rt.chunks;
-        if (end - first > 1) {
-          k.add_rows(sum_dy + first * cp + c0, sum_dy_xc + first * cp + c0, end - first, cp, count);
-        }
+      [&](Block h, std::size_t c0, std::size_t count) {
+        k.add_rows(sum_dy + h.begin * cp + c0, sum_dy_xc + h.begin * cp + c0, h.end - h.begin, cp, count);
       },
-      [&](std::size_t c0, std::size_t count) {
+      [&](std::size_t half, std::size_t c0, std::size_t count) {
         k.add_rows(sum_dy + c0, sum_dy_xc + c0, 2, half * cp, count);
         finish_channels(c0, count);
       },

@@ -987,6 +987,7 @@ void Kernels<Arch>::grad_sums_rows_impl(const float* x, const float* dy, const R
 template <class Arch>
 void Kernels<Arch>::add_rows(double* sum_dy, double* sum_dy_xc, std::size_t parts, std::size_t part_stride,
                              std::size_t c) {
+  if (parts < 2) return;  // nothing to add
   for (std::size_t j = 0; j < c; j += H) {
     D s1 = D::load_unaligned(sum_dy + j), s2 = D::load_unaligned(sum_dy_xc + j);
     for (std::size_t i = 1; i < parts; ++i) {
