@@ -575,6 +575,20 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
     a[c] = co.a;
     b[c] = co.b;
   };
+  // The caller's per-channel outputs for channels [c0, c0 + count), written by the thread that has just finished
+  // those channels, from its own cache: written after the team had joined, they made the calling thread read the
+  // statistics of the other core's channels (mean_d, m2, mean_f and invstd_f: 24 bytes a channel). One bad batch must
+  // not poison the running statistics: channels whose statistics are not finite keep theirs (update_running).
+  std::atomic<bool> non_finite{false};
+  auto publish = [&](std::size_t c0, std::size_t count) {
+    if (args.batch_mean != nullptr) std::memcpy(args.batch_mean + c0, mean_f + c0, count * sizeof(float));
+    if (args.batch_invstd != nullptr) std::memcpy(args.batch_invstd + c0, invstd_f + c0, count * sizeof(float));
+    if (args.running_mean != nullptr) {
+      k.update_running(mean_d + c0, m2 + c0, count, static_cast<double>(v.per_channel), args.momentum,
+                       args.running_mean + c0, args.running_var + c0);
+    }
+    if (!all_finite(mean_d + c0, m2 + c0, count)) non_finite.store(true, std::memory_order_relaxed);
+  };
   auto finish_channel = [&](std::size_t c) {
     const ChannelStats st = finish_stats(Moments{m, sums[c], m2[c]}, args.x, v, c, shift[c], args.eps);
     store_channel(c, st, fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f));
@@ -613,6 +627,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
         } else {
           for (std::size_t c = c0; c < c0 + count; ++c) finish_channel(c);
         }
+        publish(c0, count);
         for (std::size_t c = c0; c < c0 + count; ++c) {
           const std::size_t at = c * v.channel_stride;
           k.affine_run(args.x + at, args.y + at, second_pass(walk), a[c], b[c], relu, stream);
@@ -641,7 +656,10 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
               sync(team);
             }
             const Coefficients co = fold_coefficients(args.gamma, args.beta, c, st.mean_f, st.invstd_f);
-            if (mine.begin == 0) store_channel(c, st, co);
+            if (mine.begin == 0) {
+              store_channel(c, st, co);
+              publish(c, 1);
+            }
             const std::size_t at = c * v.channel_stride;
             for (std::size_t p = mine.end; p-- > mine.begin;) {
               k.affine_run(args.x + at, args.y + at, second_pass(channel_part(v, p, p + 1)), co.a, co.b, relu, stream);
@@ -659,6 +677,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
       const RowWalk walk{v.row_count, C, C};
       k.moments_rows(args.x, walk, shift, sums, m2);
       finish_channels(0, C);
+      publish(0, C);
       k.affine_rows(args.x, args.y, walk, a, b, relu, stream);
     } else {
       // Chunk 0 ends up holding the merged moments (parallel_row_passes). The weights of Chan's formula depend
@@ -683,6 +702,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
                          static_cast<double>(rt.first_row(half)),
                          static_cast<double>(v.row_count - rt.first_row(half)));
             finish_channels(c0, count);
+            publish(c0, count);
           },
           [&](std::size_t i) {
             const RowTiles::Tile t = rt.tile(i);
@@ -691,15 +711,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
     }
   }
 
-  // Per-channel outputs. One bad batch must not poison the running statistics: channels whose statistics are not
-  // finite keep theirs.
-  if (args.batch_mean != nullptr) std::memcpy(args.batch_mean, mean_f, C * sizeof(float));
-  if (args.batch_invstd != nullptr) std::memcpy(args.batch_invstd, invstd_f, C * sizeof(float));
-  if (args.running_mean != nullptr) {
-    k.update_running(mean_d, m2, C, static_cast<double>(v.per_channel), args.momentum, args.running_mean,
-                     args.running_var);
-  }
-  if (all_finite(mean_d, m2, C)) return SIMDNORM_SUCCESS;
+  if (!non_finite.load(std::memory_order_relaxed)) return SIMDNORM_SUCCESS;
   for (std::size_t c = 0; c < C; ++c) {
     if (std::isfinite(mean_d[c]) && std::isfinite(m2[c])) continue;
     return fail(SIMDNORM_NON_FINITE,
