@@ -570,8 +570,6 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
   float* const beta = affine + cp;
   float* const mean_f = rounded;
   float* const invstd_f = rounded + cp;
-  copy_or_fill(gamma, args.gamma, C, 1.0f);
-  copy_or_fill(beta, args.beta, C, 0.0f);
   if (v.rows) {
     std::memcpy(shift, args.x, C * sizeof(float));  // the first row
   } else {
@@ -610,8 +608,12 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
   };
   // The same for channels [c0, c0 + count), vectorised; a channel whose float lanes overflowed (or whose data is not
   // finite) goes again through finish_channel. The vector steps write whole vectors from c0: callers pass c0 a
-  // multiple of kMaxLanes and own the channels up to the next multiple (or the padding).
+  // multiple of kMaxLanes and own the channels up to the next multiple (or the padding). gamma and beta are copied
+  // here, by the thread that finishes the channels, which alone reads them: copied for all channels by the calling
+  // thread, they made the other core fetch its share from that thread's cache on every call.
   auto finish_channels = [&](std::size_t c0, std::size_t count) {
+    copy_or_fill(gamma + c0, args.gamma != nullptr ? args.gamma + c0 : nullptr, count, 1.0f);
+    copy_or_fill(beta + c0, args.beta != nullptr ? args.beta + c0 : nullptr, count, 0.0f);
     k.finish_rows(sums + c0, m2 + c0, shift + c0, gamma + c0, beta + c0, count, m, args.eps, mean_d + c0,
                   mean_f + c0, invstd_f + c0, a + c0, b + c0);
     if (all_finite(sums + c0, m2 + c0, count)) return;
