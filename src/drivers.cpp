@@ -115,12 +115,12 @@ struct Block {
   std::size_t begin, end;
 };
 
-// The team a for_each_block body runs in: the thread's index in it and its size.
+// The team a run_team body runs in: the thread's index in it and its size.
 struct Team {
   std::size_t thread, threads;
 };
 
-// Waits for the whole team. Only a team that for_each_block made itself has a barrier to meet: a body run on the
+// Waits for the whole team. Only a team that run_team made itself has a barrier to meet: a body run on the
 // calling thread alone must not reach one, which would bind to whatever parallel region the caller is in (an
 // application's own OpenMP threads each running simdnorm on a tensor of its own: their barriers then crossed, and
 // each call merged only part of its channels).
@@ -199,7 +199,7 @@ void parallel_row_passes(int threads, std::size_t chunks, std::size_t channels, 
     const std::size_t t = team.thread;
     prepare(t);
     for (std::size_t i = mine.begin; i < mine.end; ++i) first(i, t);
-    // for_each_block's blocks of a team of two are the halves.
+    // run_team's blocks of a team of two are the halves.
     const bool blocks_are_halves = team.threads == 2;
     if (blocks_are_halves) merge_half(mine, 0, channels);
     sync(team);
@@ -234,7 +234,7 @@ void for_each_shared_channel(std::size_t channels, std::size_t elements, const F
 // Scratch memory: per calling thread, one block per allocation site (`slot`), grown when a call needs more and kept
 // for the next call, so that repeated calls on a shape neither allocate nor fault pages in (a fresh multi-megabyte
 // block per call cost more than the whole computation on small tensors). Returns nullptr when the memory cannot be
-// had; the caller then fails with SIMDNORM_OUT_OF_MEMORY before writing anything. With `zero`, the block is cleared.
+// had; the caller then fails with SIMDNORM_OUT_OF_MEMORY before writing anything.
 constexpr int kScratchSlots = 8;
 
 struct ScratchBlocks {
@@ -248,7 +248,7 @@ struct ScratchBlocks {
 thread_local ScratchBlocks g_scratch;
 
 template <class T>
-T* scratch(int slot, std::size_t count, bool zero = false) {
+T* scratch(int slot, std::size_t count) {
   static_assert(std::is_trivially_default_constructible_v<T> && std::is_trivially_destructible_v<T>,
                 "scratch holds plain data only");
   if (count > PTRDIFF_MAX / sizeof(T)) return nullptr;
@@ -260,7 +260,6 @@ T* scratch(int slot, std::size_t count, bool zero = false) {
     g_scratch.block[slot] = fresh;
     g_scratch.bytes[slot] = bytes;
   }
-  if (zero) std::memset(g_scratch.block[slot], 0, bytes);
   return static_cast<T*>(g_scratch.block[slot]);
 }
 
@@ -632,6 +631,9 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
       // vectorised; a long channel's, in scalar, costs nothing next to its data.
       const std::size_t group = channel_group(v, 1);
       const RunWalk walk = run_walk(v, 0, 1);
+      // update_running reads whole vectors of statistics from c0 (publish): groups that are not a whole number of
+      // the widest vectors would read those of channels another thread is finishing, so they publish after the join.
+      const bool publish_in_groups = group % kMaxLanes == 0;
       for_each_channel_group(C, group, g.elements, [&](std::size_t c0, std::size_t count) {
         for (std::size_t c = c0; c < c0 + count; ++c) {
           const Moments moments =
@@ -644,12 +646,13 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
         } else {
           for (std::size_t c = c0; c < c0 + count; ++c) finish_channel(c);
         }
-        publish(c0, count);
+        if (publish_in_groups) publish(c0, count);
         for (std::size_t c = c0; c < c0 + count; ++c) {
           const std::size_t at = c * v.channel_stride;
           k.affine_run(args.x + at, args.y + at, second_pass(walk), a[c], b[c], relu, stream);
         }
       });
+      if (!publish_in_groups) publish(0, C);
     } else {
       // Each channel shared by the team: moments of every part, merged in part order by every thread (the same
       // result on each), then each thread normalises its own parts.
@@ -931,8 +934,10 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
   double* const sum_dy = scratch<double>(1, rt.chunks * cp);
   double* const sum_dy_xc = scratch<double>(2, rt.chunks * cp);
   // Per-channel arrays, end to end: first what the finish writes for the second pass (k_dy, mean_dy, mean_dy_xhat,
-  // dbeta, dgamma); then what both passes read, one copy a thread, made by that thread (parallel_row_passes):
-  // mean, invstd, gamma, beta (ones and zeros for NULL) and the forward's a and b. Copies that the calling thread
+  // dbeta, dgamma); then one copy a thread, made by that thread (parallel_row_passes), of the saved statistics and
+  // the parameters: mean, invstd, gamma, beta (ones and zeros for NULL) and the forward's a and b folded from them,
+  // which the passes and the finish read (the first pass reads mean, and a and b for the ReLU mask; the second
+  // invstd too; the finish invstd and gamma). Copies that the calling thread
   // made for all made the other core fetch six arrays from its cache on every call (and the calling thread cleared
   // every chunk's sums before the team started): own copies and sums take 0.92-0.95x the time of 1x2048x7x7
   // backward, 0.94-0.98x of 1x1024x14x14 and 1x512x28x28, 1.0x of 1x256x14x14 (2 threads, in and out of place).
