@@ -263,15 +263,19 @@ T* scratch(int slot, std::size_t count) {
   return static_cast<T*>(g_scratch.block[slot]);
 }
 
-// Scratch for `count` per-channel arrays of cp = padded_channels(c) values laid end to end, whose [0, c) the call
-// writes (itself or through a kernel) before anything reads it: only the padding [c, cp) is cleared (clearing them
-// whole cost a few microseconds a call at C = 2048, a fifth of a 1x2048x7x7 training).
+// Clears the padding [c, cp) of `count` per-channel arrays of cp = padded_channels(c) values laid end to end.
+template <class T>
+void clear_padding(T* arrays, std::size_t count, std::size_t c, std::size_t cp) {
+  for (std::size_t i = 0; i < count; ++i) std::fill(arrays + i * cp + c, arrays + (i + 1) * cp, T{0});
+}
+
+// Scratch for `count` such arrays, whose [0, c) the call writes (itself or through a kernel) before anything reads
+// it: only the padding is cleared (clearing them whole cost a few microseconds a call at C = 2048, a fifth of a
+// 1x2048x7x7 training).
 template <class T>
 T* per_channel_scratch(int slot, std::size_t count, std::size_t c, std::size_t cp) {
   T* const arrays = scratch<T>(slot, count * cp);
-  if (arrays != nullptr) {
-    for (std::size_t i = 0; i < count; ++i) std::fill(arrays + i * cp + c, arrays + (i + 1) * cp, T{0});
-  }
+  if (arrays != nullptr) clear_padding(arrays, count, c, cp);
   return arrays;
 }
 
@@ -282,12 +286,6 @@ void copy_or_fill(float* to, const float* from, std::size_t c, float fill) {
   } else {
     std::fill(to, to + c, fill);
   }
-}
-
-// The same into an array padded to cp values, the padding cleared.
-void copy_padded(float* to, const float* from, std::size_t c, std::size_t cp, float fill) {
-  copy_or_fill(to, from, c, fill);
-  std::fill(to + c, to + cp, 0.0f);
 }
 
 // Whether a[i] and b[i] are finite for every i < n, without a branch a value, so that it vectorises: the check runs
@@ -937,10 +935,10 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
   // dbeta, dgamma); then one copy a thread, made by that thread (parallel_row_passes), of the saved statistics and
   // the parameters: mean, invstd, gamma, beta (ones and zeros for NULL) and the forward's a and b folded from them,
   // which the passes and the finish read (the first pass reads mean, and a and b for the ReLU mask; the second
-  // invstd too; the finish invstd and gamma). Copies that the calling thread
-  // made for all made the other core fetch six arrays from its cache on every call (and the calling thread cleared
-  // every chunk's sums before the team started): own copies and sums take 0.92-0.95x the time of 1x2048x7x7
-  // backward, 0.94-0.98x of 1x1024x14x14 and 1x512x28x28, 1.0x of 1x256x14x14 (2 threads, in and out of place).
+  // invstd too; the finish invstd and gamma). Copies that the calling thread made for all made the other core fetch
+  // six arrays from its cache on every call (and the calling thread cleared every chunk's sums before the team
+  // started): own copies and sums take 0.92-0.95x the time of 1x2048x7x7 backward, 0.94-0.98x of 1x1024x14x14 and
+  // 1x512x28x28, 1.0x of 1x256x14x14 (2 threads, in and out of place).
   constexpr std::size_t kFinished = 5, kSaved = 6;
   const int threads = rt.chunks == 1 ? 1 : team_size(rt.chunks, g.elements);
   // Each thread's copies start a whole number of pages after thread 0's, at the same offsets within a page and so
@@ -950,7 +948,7 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
   const std::size_t block = (kSaved * cp + kPageFloats - 1) / kPageFloats * kPageFloats;
   float* const finished = scratch<float>(3, kFinished * cp + static_cast<std::size_t>(threads) * block);
   if (!sum_dy || !sum_dy_xc || !finished) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
-  for (std::size_t i = 0; i < kFinished; ++i) std::fill(finished + i * cp + C, finished + (i + 1) * cp, 0.0f);
+  clear_padding(finished, kFinished, C, cp);
   float* const saved = finished + kFinished * cp;
   float* const k_dy = finished;
   float* const mean_dy = k_dy + cp;
@@ -970,12 +968,11 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
   };
   auto prepare = [&](std::size_t t) {
     const Saved s = saved_of(t);
-    copy_padded(s.mean, args.batch_mean, C, cp, 0.0f);
-    copy_padded(s.invstd, args.batch_invstd, C, cp, 0.0f);
-    copy_padded(s.gamma, args.gamma, C, cp, 1.0f);
-    copy_padded(s.beta, args.beta, C, cp, 0.0f);
-    std::fill(s.a + C, s.a + cp, 0.0f);
-    std::fill(s.b + C, s.b + cp, 0.0f);
+    clear_padding(s.mean, kSaved, C, cp);  // the six arrays, end to end from mean
+    std::memcpy(s.mean, args.batch_mean, C * sizeof(float));
+    std::memcpy(s.invstd, args.batch_invstd, C * sizeof(float));
+    copy_or_fill(s.gamma, args.gamma, C, 1.0f);
+    copy_or_fill(s.beta, args.beta, C, 0.0f);
     k.fold_saved_rows(s.mean, s.invstd, s.gamma, s.beta, C, s.a, s.b);
   };
   // Channels [c0, c0 + count), c0 a multiple of kMaxLanes (see channel_share), from thread t's copies.
