@@ -336,6 +336,12 @@ View make_view(const Geometry& g) {
   return v;
 }
 
+// Whether `tensors` tensors of the shape (the inputs and the output of an operation, in place or not) add up to
+// kBeyondCacheBytes.
+bool beyond_cache(const Geometry& g, std::size_t tensors) {
+  return tensors * g.elements * sizeof(float) >= kBeyondCacheBytes;
+}
+
 // Whether an output goes out with non-temporal stores: an output written to a buffer other than its input, by an
 // operation whose tensors are beyond the cache (kBeyondCacheBytes, counting the inputs and the output: backward of
 // 32x64x56x56 NHWC, 3 x 26 MB, 2.26 -> 1.99 ms). Nobody reads it back before it is evicted, so the
@@ -345,7 +351,7 @@ View make_view(const Geometry& g) {
 // and the rest with streaming ones: NHWC rows of 64 channels off their lines ran 1.3x slower streamed than with
 // ordinary stores.
 bool streams(const float* in, const float* out, const Geometry& g, std::size_t tensors) {
-  if (in == out || tensors * g.elements * sizeof(float) < kBeyondCacheBytes) return false;
+  if (in == out || !beyond_cache(g, tensors)) return false;
   const View v = make_view(g);
   const std::size_t span = v.rows ? v.channels : v.len;  // floats written contiguously by one kernel step
   const bool aligned = reinterpret_cast<std::uintptr_t>(out) % 64 == 0 && span * sizeof(float) % 64 == 0;
@@ -402,7 +408,7 @@ RunWalk run_walk(const View& v, std::size_t chunk, std::size_t chunks) {
 // 1x3x400000, 0.6-0.8x the time shared).
 bool shares_channels(const View& v, const Geometry& g, std::size_t inputs) {
   if (inputs * v.per_channel * sizeof(float) <= kCoreChannelBytes) return false;
-  return v.channels < kChannelParts || inputs * g.elements * sizeof(float) >= kBeyondCacheBytes;
+  return v.channels < kChannelParts || beyond_cache(g, inputs);
 }
 
 // Part p of kChannelParts of a channel shared by the team, walked by a thread whose block of parts ends before part
@@ -432,6 +438,7 @@ struct RowTiles {
   std::size_t rows;
   std::size_t c;
   std::size_t grain;  // rows
+  bool fetch;         // RowWalk::fetch of every tile
 
   struct Tile {
     std::size_t chunk, r0;
@@ -450,13 +457,13 @@ struct RowTiles {
   std::size_t rows_of(std::size_t chunk) const { return first_row(chunk + 1) - first_row(chunk); }
   Tile tile(std::size_t chunk) const {
     const std::size_t r0 = first_row(chunk);
-    return Tile{chunk, r0, RowWalk{rows_of(chunk), c, c}, r0 * c};
+    return Tile{chunk, r0, RowWalk{rows_of(chunk), c, c, fetch}, r0 * c};
   }
 };
 
-RowTiles row_tiles(const View& v) {
+RowTiles row_tiles(const View& v, bool fetch) {
   const std::size_t row_bytes = v.channels * sizeof(float);
-  if (v.row_count * row_bytes <= kOneTileBytes) return RowTiles{1, v.row_count, v.channels, 1};
+  if (v.row_count * row_bytes <= kOneTileBytes) return RowTiles{1, v.row_count, v.channels, 1, false};
   std::size_t per = (kRowChunkBytes + row_bytes - 1) / row_bytes;
   // At least kMinChunkRows rows, but never so many that a tensor past kOneTileBytes is left one chunk (a batch of
   // 16 rows of 64K channels would run on one thread).
@@ -471,7 +478,7 @@ RowTiles row_tiles(const View& v) {
   const std::size_t grain = v.row_count < 2 * kMinChunkRows ? 1 : kChunkRowGrain;
   std::size_t chunks = (v.row_count + per - 1) / per;
   if (chunks % 2 != 0 && chunks < (v.row_count + grain - 1) / grain) ++chunks;  // never an empty chunk
-  return RowTiles{chunks, v.row_count, v.channels, grain};
+  return RowTiles{chunks, v.row_count, v.channels, grain, fetch};
 }
 
 template <class Visit>
@@ -685,7 +692,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
           });
     }
   } else {
-    const RowTiles rt = row_tiles(v);
+    const RowTiles rt = row_tiles(v, beyond_cache(g, 2));
     sums = scratch<double>(1, rt.chunks * cp);
     m2 = scratch<double>(2, rt.chunks * cp);
     if (!sums || !m2) return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
@@ -768,7 +775,7 @@ simdnorm_status apply_affine(const KernelTable& k, const Geometry& g, const floa
       k.affine_run(xc, yc, run_walk(v, i % chunks, chunks), a[c], b[c], relu, stream);
     });
   } else {
-    const RowTiles rt = row_tiles(v);
+    const RowTiles rt = row_tiles(v, false);  // affine_rows prefetches nothing
     parallel_for(rt.items(), g.elements, [&](std::size_t i) {
       const RowTiles::Tile t = rt.tile(i);
       k.affine_rows(x + t.offset, y + t.offset, t.walk, a, b, relu, stream);
@@ -926,7 +933,7 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
     return SIMDNORM_SUCCESS;
   }
 
-  const RowTiles rt = row_tiles(v);
+  const RowTiles rt = row_tiles(v, beyond_cache(g, args.dx != nullptr ? 3 : 2));
   const std::size_t cp = padded_channels(C);
   // Per chunk; each chunk's thread clears its own before adding to it.
   double* const sum_dy = scratch<double>(1, rt.chunks * cp);

@@ -59,6 +59,9 @@ struct RowWalk {
   std::size_t rows;
   std::size_t row_stride;  // floats between consecutive rows
   std::size_t c;           // channels in each row (contiguous)
+  // First passes prefetch the rows ahead of the block they read (tensors beyond the last-level cache); otherwise the
+  // hardware prefetchers keep up and the prefetch instructions only cost.
+  bool fetch = false;
 };
 
 // Backward coefficients of one channel: dy' = relu && a*x + b <= 0 ? 0 : dy, xhat = (x − mean)*invstd,
