@@ -454,7 +454,12 @@ struct Kernels {
   // streaming with Stream (store_span: the caller fences).
   template <bool Stream, class Value>
   static void store_rows(float* y, std::size_t rows, std::size_t stride, std::size_t c, bool in_place,
-                         const Value& value) {
+                         const Value& value_of) {
+    // A local copy of a closure that holds its captures by value: the vector stores may alias any memory, so what
+    // value() reaches through a reference (the caller's closure, its references to the caller's locals) is loaded
+    // again after every store, several loads a vector besides the data and coefficients (as with the walk in
+    // affine_rows_impl).
+    const Value value = value_of;
     if (!Stream && in_place && c % W != 0) {
       const std::size_t whole = c / W * W, tail = c - whole;
       tails_last(
@@ -882,7 +887,7 @@ void Kernels<Arch>::affine_rows_impl(const float* x, float* y, const RowWalk& wa
   });
   // Channel offsets i need not be vector-aligned (streaming peels y to alignment): the padded per-channel arrays are
   // read unaligned at the same offsets.
-  auto value = [&](std::size_t r, std::size_t i, std::size_t count) SIMDNORM_INLINE {
+  auto value = [=](std::size_t r, std::size_t i, std::size_t count) SIMDNORM_INLINE {  // by value: see store_rows
     return activate<Relu>(
         xsimd::fma(F::load_unaligned(a + i), load_lanes(x + r * stride + i, count), F::load_unaligned(b + i)));
   };
@@ -1067,7 +1072,7 @@ void Kernels<Arch>::grad_input_rows_impl(const float* x, const float* dy, float*
     };
     store_narrow_rows<Stream, V>(dx, rows, stride, c, in_place, value);
   });
-  auto value = [&](std::size_t r, std::size_t i, std::size_t count) SIMDNORM_INLINE {
+  auto value = [=](std::size_t r, std::size_t i, std::size_t count) SIMDNORM_INLINE {  // by value: see store_rows
     const std::size_t at = r * stride + i;
     return grad_input<Relu>(load_lanes(x + at, count), load_lanes(dy + at, count), coefficient(k.mean, i),
                             coefficient(k.invstd, i), coefficient(k.a, i), coefficient(k.b, i),
