@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cfloat>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -288,14 +287,21 @@ void copy_or_fill(float* to, const float* from, std::size_t c, float fill) {
   }
 }
 
-// Whether a[i] and b[i] are finite for every i < n, without a branch a value, so that it vectorises: the check runs
-// over every channel of every call, and the channels that fail it are rare.
+// Whether a[i] and b[i] are finite for every i < n. The check runs over every channel of every call, and the channels
+// that fail it are rare, so it is written for GCC to vectorise with any instruction set: on the bits, an exponent of
+// all ones (infinity or NaN) carries into the sign bit when its lowest bit is added, and nothing else does. (The
+// form with fabs(x) <= DBL_MAX compiled to a scalar loop, 2 us a 1x2048x7x7 training on one thread, 15% of it.)
 bool all_finite(const double* a, const double* b, std::size_t n) {
-  int finite = 1;
+  constexpr std::uint64_t kExponent = 0x7ff0000000000000u;
+  constexpr std::uint64_t kExponentLsb = std::uint64_t{1} << 52;
+  std::uint64_t carries = 0;
   for (std::size_t i = 0; i < n; ++i) {
-    finite &= static_cast<int>(std::fabs(a[i]) <= DBL_MAX) & static_cast<int>(std::fabs(b[i]) <= DBL_MAX);
+    std::uint64_t x, y;
+    std::memcpy(&x, a + i, sizeof x);
+    std::memcpy(&y, b + i, sizeof y);
+    carries |= ((x & kExponent) + kExponentLsb) | ((y & kExponent) + kExponentLsb);
   }
-  return finite != 0;
+  return carries >> 63 == 0;
 }
 
 // ---- How a layout is walked. ----
