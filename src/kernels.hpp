@@ -455,10 +455,11 @@ struct Kernels {
   template <bool Stream, class Value>
   static void store_rows(float* y, std::size_t rows, std::size_t stride, std::size_t c, bool in_place,
                          const Value& value_of) {
-    // A local copy of a closure that holds its captures by value: the vector stores may alias any memory, so what
+    // A local copy of the closure, whose callers capture by value: the vector stores may alias any memory, so what
     // value() reaches through a reference (the caller's closure, its references to the caller's locals) is loaded
     // again after every store, several loads a vector besides the data and coefficients (as with the walk in
-    // affine_rows_impl).
+    // affine_rows_impl). The narrow rows' closures keep capturing by reference: they hold arrays of coefficient
+    // vectors, which copying would only move from one place in memory to another.
     const Value value = value_of;
     if (!Stream && in_place && c % W != 0) {
       const std::size_t whole = c / W * W, tail = c - whole;
