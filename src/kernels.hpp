@@ -211,7 +211,8 @@ struct Kernels {
   // cache lines per column step j, which covers the block once over a sweep of the columns (rows of C floats have C/W
   // steps of Count lines each). Only with walk.fetch: from the caches the hardware keeps up, and the instructions
   // cost 3-9% of a training or backward call (1x2048x7x7 to 1x512x28x28 and 16x2048x7x7 NHWC, 2 threads), while
-  // beyond the last-level cache they save 10-25% (8x256x56x56, 32x64x56x56, training of 32x256x56x56).
+  // beyond the last-level cache they save 6-27% (training and backward of 8x256x56x56 and 32x64x56x56, training of
+  // 32x256x56x56; its backward gained nothing).
   template <std::size_t Count>
   class BlockPrefetch {
    public:
