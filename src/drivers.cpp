@@ -589,6 +589,10 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
   const double m = static_cast<double>(v.per_channel);
   double* sums = nullptr;  // per chunk of rows for row walks; chunk 0 ends up holding the merged moments
   double* m2 = nullptr;
+  // Whether some channel's statistics are not finite (NaN or Inf in x). Only the scalar path can produce such
+  // statistics: finish_channels sends every channel whose sums or M2 are not finite there, and finite sums and M2
+  // give a finite mean and invstd.
+  std::atomic<bool> non_finite{false};
   // Statistics and coefficients of channel c from sums and m2, in scalar; finish_stats recomputes in double a channel
   // whose float lanes overflowed.
   auto store_channel = [&](std::size_t c, const ChannelStats& st, const Coefficients& co) {
@@ -598,12 +602,12 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
     invstd_f[c] = st.invstd_f;
     a[c] = co.a;
     b[c] = co.b;
+    if (!std::isfinite(st.mean) || !std::isfinite(st.m2)) non_finite.store(true, std::memory_order_relaxed);
   };
   // The caller's per-channel outputs for channels [c0, c0 + count), written by the thread that has just finished
   // those channels, from its own cache: written after the team had joined, they made the calling thread read the
   // statistics of the other core's channels (mean_d, m2, mean_f and invstd_f: 24 bytes a channel). One bad batch must
   // not poison the running statistics: channels whose statistics are not finite keep theirs (update_running).
-  std::atomic<bool> non_finite{false};
   auto publish = [&](std::size_t c0, std::size_t count) {
     if (args.batch_mean != nullptr) std::memcpy(args.batch_mean + c0, mean_f + c0, count * sizeof(float));
     if (args.batch_invstd != nullptr) std::memcpy(args.batch_invstd + c0, invstd_f + c0, count * sizeof(float));
@@ -611,7 +615,6 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
       k.update_running(mean_d + c0, m2 + c0, count, static_cast<double>(v.per_channel), args.momentum,
                        args.running_mean + c0, args.running_var + c0);
     }
-    if (!all_finite(mean_d + c0, m2 + c0, count)) non_finite.store(true, std::memory_order_relaxed);
   };
   auto finish_channel = [&](std::size_t c) {
     const ChannelStats st = finish_stats(Moments{m, sums[c], m2[c]}, args.x, v, c, shift[c], args.eps);
