@@ -488,6 +488,37 @@ RowTiles row_tiles(const View& v, bool fetch) {
   return RowTiles{chunks, v.row_count, v.channels, grain, fetch};
 }
 
+// Whether NHWC backward gives each thread of its team a share of whole channels over all rows, instead of a block of
+// rows (parallel_row_passes): each thread then reduces, finishes and writes dx for its own channels, with no barrier
+// and no partial sums read from another core. Only where x and dy are never written (out of place, or without dx):
+// a core writing its half of every row makes the other core's prefetchers pull lines across the boundary between
+// halves (see RowTiles); in cache (the row split prefetches beyond it); and in shares of at least kShareMinChannels,
+// so that each row is long runs of one core's lines. Two threads, out of place, against the row split, in-process
+// A/B (medians of 21 rounds):
+// - 1 and 2 x 2048 x 7x7, 1 x 2048 x 14x14: 0.76-0.83x the time when the cores pass lines quickly, 0.91-1.02x when
+//   this shared machine is slow to (a barrier twice as dear); 16 x 2048 x 7x7 0.87-0.91x (1.10x in one round of 6);
+// - shares of 512 channels lost: 1 x 1024 x 7x7 1.03-1.05x, 1 x 1024 x 14x14 1.04-1.06x.
+// Training keeps the row split: the same split of its passes took 0.97-1.10x the time on 1 x 2048 x 7x7 (1.07-1.14x
+// when the machine was slow) and 1.02-1.09x on 2-16 x 2048 x 7x7; its output writes across the same boundaries.
+// Each channel's sums are the row split's, bit for bit: the same chunks of rows added in the same order, by kernels
+// whose lanes are channels.
+constexpr std::size_t kShareMinChannels = 1024;
+
+bool splits_channels(const View& v, const Geometry& g, int threads, bool writes_input, std::size_t tensors) {
+  if (threads < 2 || writes_input || beyond_cache(g, tensors)) return false;
+  return v.channels >= static_cast<std::size_t>(threads) * kShareMinChannels;
+}
+
+// Runs body(c0, count, t) on each thread t of a team of `threads` for its share [c0, c0 + count) of the channels
+// (channel_share; a share may be empty, and then is skipped).
+template <class Body>
+void for_each_channel_share(std::size_t channels, int threads, const Body& body) {
+  run_team(threads, channels, [&](Block /*mine*/, Team team) {
+    const Block share = channel_share(channels, team.thread, team.threads);
+    if (share.begin < share.end) body(share.begin, share.end - share.begin, team.thread);
+  });
+}
+
 template <class Visit>
 void for_each_value(const float* x, const View& v, std::size_t c, const Visit& visit) {
   if (v.rows) {
@@ -983,15 +1014,17 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
     const Saved s = saved_of(t);
     return GradCoefficientArrays{s.mean, s.invstd, s.a, s.b, k_dy, mean_dy, mean_dy_xhat};
   };
-  auto prepare = [&](std::size_t t) {
+  // Thread t's copies of channels [c0, c0 + count) (all, or a share: see channel_share).
+  auto prepare_share = [&](std::size_t t, std::size_t c0, std::size_t count) {
     const Saved s = saved_of(t);
     clear_padding(s.mean, kSaved, C, cp);  // the six arrays, end to end from mean
-    std::memcpy(s.mean, args.batch_mean, C * sizeof(float));
-    std::memcpy(s.invstd, args.batch_invstd, C * sizeof(float));
-    copy_or_fill(s.gamma, args.gamma, C, 1.0f);
-    copy_or_fill(s.beta, args.beta, C, 0.0f);
-    k.fold_saved_rows(s.mean, s.invstd, s.gamma, s.beta, C, s.a, s.b);
+    std::memcpy(s.mean + c0, args.batch_mean + c0, count * sizeof(float));
+    std::memcpy(s.invstd + c0, args.batch_invstd + c0, count * sizeof(float));
+    copy_or_fill(s.gamma + c0, args.gamma != nullptr ? args.gamma + c0 : nullptr, count, 1.0f);
+    copy_or_fill(s.beta + c0, args.beta != nullptr ? args.beta + c0 : nullptr, count, 0.0f);
+    k.fold_saved_rows(s.mean + c0, s.invstd + c0, s.gamma + c0, s.beta + c0, count, s.a + c0, s.b + c0);
   };
+  auto prepare = [&](std::size_t t) { prepare_share(t, 0, C); };
   // Channels [c0, c0 + count), c0 a multiple of kMaxLanes (see channel_share), from thread t's copies.
   auto finish_channels = [&](std::size_t c0, std::size_t count, std::size_t t) {
     const Saved s = saved_of(t);
@@ -1018,22 +1051,46 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
     }
     return SIMDNORM_SUCCESS;
   }
-  // Chunk 0 ends up holding the merged sums (parallel_row_passes).
-  parallel_row_passes(
-      threads, rt.chunks, C, prepare, sums_of,
-      [&](Block h, std::size_t c0, std::size_t count) {
-        k.add_rows(sum_dy + h.begin * cp + c0, sum_dy_xc + h.begin * cp + c0, h.end - h.begin, cp, count);
-      },
-      [&](std::size_t half, std::size_t c0, std::size_t count, std::size_t t) {
-        k.add_rows(sum_dy + c0, sum_dy_xc + c0, 2, half * cp, count);
-        finish_channels(c0, count, t);
-      },
-      [&](std::size_t i, std::size_t t) {
-        if (args.dx == nullptr) return;
+  // Chunk 0 ends up holding the merged sums.
+  auto merge_half = [&](Block h, std::size_t c0, std::size_t count) {
+    k.add_rows(sum_dy + h.begin * cp + c0, sum_dy_xc + h.begin * cp + c0, h.end - h.begin, cp, count);
+  };
+  auto finish = [&](std::size_t half, std::size_t c0, std::size_t count, std::size_t t) {
+    k.add_rows(sum_dy + c0, sum_dy_xc + c0, 2, half * cp, count);
+    finish_channels(c0, count, t);
+  };
+  if (splits_channels(v, g, threads, args.dx == args.dy, args.dx != nullptr ? 3 : 2)) {
+    const std::size_t half = rt.chunks / 2;
+    for_each_channel_share(C, threads, [&](std::size_t c0, std::size_t count, std::size_t t) {
+      prepare_share(t, c0, count);
+      GradCoefficientArrays co = coefficients_of(t);
+      for (const float** array : {&co.mean, &co.invstd, &co.a, &co.b, &co.k_dy, &co.mean_dy, &co.mean_dy_xhat}) {
+        *array += c0;
+      }
+      // Each chunk's sums of the share, cleared first; the last share owns the padding past C.
+      const std::size_t cleared = c0 + count == C ? cp - c0 : count;
+      for (std::size_t i = 0; i < rt.chunks; ++i) {
         const RowTiles::Tile tile = rt.tile(i);
-        k.grad_input_rows(args.x + tile.offset, args.dy + tile.offset, args.dx + tile.offset, tile.walk,
-                          coefficients_of(t), relu, stream);
-      });
+        const std::size_t at = tile.chunk * cp + c0;
+        std::fill(sum_dy + at, sum_dy + at + cleared, 0.0);
+        std::fill(sum_dy_xc + at, sum_dy_xc + at + cleared, 0.0);
+        k.grad_sums_rows(args.x + tile.offset + c0, args.dy + tile.offset + c0,
+                         RowWalk{tile.walk.rows, C, count, tile.walk.fetch}, co, relu, sum_dy + at, sum_dy_xc + at);
+      }
+      merge_half(Block{0, half}, c0, count);
+      merge_half(Block{half, rt.chunks}, c0, count);
+      finish(half, c0, count, t);
+      if (args.dx == nullptr) return;
+      k.grad_input_rows(args.x + c0, args.dy + c0, args.dx + c0, RowWalk{v.row_count, C, count}, co, relu, stream);
+    });
+    return SIMDNORM_SUCCESS;
+  }
+  parallel_row_passes(threads, rt.chunks, C, prepare, sums_of, merge_half, finish, [&](std::size_t i, std::size_t t) {
+    if (args.dx == nullptr) return;
+    const RowTiles::Tile tile = rt.tile(i);
+    k.grad_input_rows(args.x + tile.offset, args.dy + tile.offset, args.dx + tile.offset, tile.walk,
+                      coefficients_of(t), relu, stream);
+  });
   return SIMDNORM_SUCCESS;
 }
 

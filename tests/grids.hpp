@@ -30,6 +30,13 @@ struct LargeShape {
 inline constexpr LargeShape kLargeShapes[] = {
     {4, 64, 3136}, {32, 256, 49}, {256, 1024, 1}, {3, 2, (1u << 20) / 3 + 5}, {88, 1000, 49}, {2, 48, 44000}};
 
+// NHWC rows of many channels: a batch of one 7x7 image of 2048 channels (ResNet-50's last layers) and 2100 channels
+// (not a whole number of vectors) over 2 x 37 rows.
+struct WideRows {
+  std::size_t n, c, spatial;
+};
+inline constexpr WideRows kWideRows[] = {{1, 2048, 49}, {2, 2100, 37}};
+
 }  // namespace simdnorm_test
 
 #endif  // SIMDNORM_TESTS_GRIDS_HPP_

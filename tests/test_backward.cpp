@@ -119,6 +119,30 @@ TEST_P(BackwardTest, LargeShapes) {
   }
 }
 
+// NHWC rows wide enough for a team of two to split the channels instead of the rows, in shares of at least 1024
+// (out of place or without dx, and in cache only: see splits_channels in src/drivers.cpp), the second share of 2100
+// channels ending in a partial vector; in place, which splits the rows, for comparison.
+TEST_P(BackwardTest, WideRowsSharedByChannels) {
+  simdnorm_set_num_threads(2);
+  for (const WideRows& s : kWideRows) {
+    EXPECT_TRUE(BackwardCheck()
+                    .n(s.n)
+                    .c(s.c)
+                    .spatial(s.spatial)
+                    .layout(SIMDNORM_NHWC)
+                    .relu()
+                    .gamma_beta()
+                    .misalign(1)
+                    .seed(12)
+                    .Test());
+    EXPECT_TRUE(BackwardCheck().n(s.n).c(s.c).spatial(s.spatial).layout(SIMDNORM_NHWC).gamma_beta().Test());
+    EXPECT_TRUE(
+        BackwardCheck().n(s.n).c(s.c).spatial(s.spatial).layout(SIMDNORM_NHWC).outputs(false, true, true).Test());
+    EXPECT_TRUE(BackwardCheck().n(s.n).c(s.c).spatial(s.spatial).layout(SIMDNORM_NHWC).relu().inplace().Test());
+  }
+  simdnorm_set_num_threads(0);
+}
+
 TEST_P(BackwardTest, TwoValuesPerChannel) {
   for (simdnorm_layout layout : kLayouts) {
     EXPECT_TRUE(BackwardCheck().n(2).c(19).spatial(1).layout(layout).gamma_beta().Test());

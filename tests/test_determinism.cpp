@@ -22,8 +22,10 @@ struct SplitShape {
   std::size_t n, c, spatial;
 };
 // Many images; many channels per pixel row; one huge image (spatial must be split); NCHW channels of over 1 MiB,
-// which the whole team shares (their parts end inside runs); a matrix of many rows.
-constexpr SplitShape kSplitShapes[] = {{8, 64, 784}, {16, 100, 196}, {1, 3, 200000}, {2, 3, 150001}, {2048, 40, 1}};
+// which the whole team shares (their parts end inside runs); a matrix of many rows; NHWC rows wide enough for
+// backward to split the channels among teams of two to four instead (shares of at least 1024 channels).
+constexpr SplitShape kSplitShapes[] = {{8, 64, 784},   {16, 100, 196}, {1, 3, 200000}, {2, 3, 150001},
+                                       {2048, 40, 1}, {1, 4096, 49},  {2, 2100, 37}};
 
 // Data shared by the four tests for one shape.
 struct Problem {
