@@ -496,7 +496,9 @@ RowTiles row_tiles(const View& v, bool fetch) {
 // so that each row is long runs of one core's lines. Two threads, out of place, against the row split, in-process
 // A/B (medians of 21 rounds):
 // - 1 and 2 x 2048 x 7x7, 1 x 2048 x 14x14: 0.76-0.83x the time when the cores pass lines quickly, 0.91-1.02x when
-//   this shared machine is slow to (a barrier twice as dear); 16 x 2048 x 7x7 0.87-0.91x (1.10x in one round of 6);
+//   this shared machine is slow to (a barrier twice as dear); 16 x 2048 x 7x7 0.87-0.91x (1.10x in one round of 6),
+//   where the harness reads 0.94-0.98x with the same library on both sides (0.97-1.0x on the smaller shapes);
+// - counting only the inputs against the cache, 32 x 2048 x 7x7 (38 MB with dx) took 1.01-1.10x;
 // - shares of 512 channels lost: 1 x 1024 x 7x7 1.03-1.05x, 1 x 1024 x 14x14 1.04-1.06x.
 // Training keeps the row split: the same split of its passes took 0.97-1.10x the time on 1 x 2048 x 7x7 (1.07-1.14x
 // when the machine was slow) and 1.02-1.09x on 2-16 x 2048 x 7x7; its output writes across the same boundaries.
