@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -10,6 +11,7 @@
 #include <type_traits>
 
 #ifdef SIMDNORM_WITH_OPENMP
+#include <immintrin.h>
 #include <omp.h>
 #endif
 
@@ -90,6 +92,92 @@ int team_size(std::size_t items, std::size_t elements) {
   (void)items, (void)elements;
   return 1;
 #endif
+}
+
+// ---- How far apart the cores are, measured at run time. ----
+//
+// On this shared machine the round trip of a cache line between the two cores takes 60-70 ns for seconds or minutes,
+// then 370-430 ns for a while (the hypervisor moves the vCPUs apart; one core alone runs as fast either way). NHWC
+// training and backward split by rows pass partial results and coefficients between the cores, and wait for each
+// other twice: with the cores far apart, small tensors took longer on two threads than on one. So those calls run on
+// the calling thread while the last probe found the cores far apart, for tensors of up to kFarTrainingBytes
+// (training) and kFarBackwardBytes (backward). In-process A/B against two threads, cores far apart, 11 rounds:
+// - training: 1x256x14x14 0.47-0.52x the time in place, 0.54-0.62x out of place; 1x2048x7x7 0.69-0.73x and
+//   0.84-0.87x; 1x128x28x28 0.76-0.82x and 0.93-1.04x; at 800 KB two threads were as fast or faster (1x1024x14x14:
+//   21.3 us against 20.7 us in place, 23.2 us against 30 us out of place);
+// - backward: 1x256x14x14 0.59-0.74x in place, 0.72-0.83x out of place; but 1x128x28x28 1.05-1.20x and
+//   1.26-1.46x, 1x2048x7x7 in place 1.0-1.25x (out of place it splits the channels, see splits_channels).
+// A probe times kProbeTrips round trips between two threads of a fresh team; it runs at most once every
+// kProbePeriodNs (about 1 us of 100 ms), in the call that finds the last one stale. On a quiet machine the A/B read
+// 0.97-1.03x. Results do not depend on the team, so this changes only where the work runs.
+constexpr std::size_t kFarTrainingBytes = std::size_t{512} << 10;
+constexpr std::size_t kFarBackwardBytes = std::size_t{256} << 10;
+constexpr int kProbeTrips = 8;
+constexpr std::int64_t kProbePeriodNs = 100 * 1000 * 1000;
+constexpr std::int64_t kFarRoundTripNs = 200;
+
+std::int64_t now_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+#ifdef SIMDNORM_WITH_OPENMP
+// The time of one round trip of a cache line between two threads of a new team, in ns; -1 where the team has one
+// thread (inside an application's parallel region, with nesting off).
+std::int64_t probe_round_trip() {
+  struct alignas(64) Line {
+    std::atomic<int> turn{0};
+  } line;
+  std::int64_t elapsed = -1;
+#pragma omp parallel num_threads(2)
+  {
+    if (omp_get_num_threads() == 2) {  // the same for both threads
+      // Both threads are running before the clock starts: a worker the team woke up would count as far.
+#pragma omp barrier
+      const bool first = omp_get_thread_num() == 0;
+      const std::int64_t start = first ? now_ns() : 0;
+      for (int i = 0; i < kProbeTrips; ++i) {
+        const int mine = 2 * i + (first ? 0 : 1);  // a thread's turn comes when `turn` is its number
+        while (line.turn.load(std::memory_order_acquire) != mine) _mm_pause();
+        line.turn.store(mine + 1, std::memory_order_release);
+      }
+      if (first) {
+        while (line.turn.load(std::memory_order_acquire) != 2 * kProbeTrips) _mm_pause();
+        elapsed = (now_ns() - start) / kProbeTrips;
+      }
+    }
+  }
+  return elapsed;
+}
+#endif
+
+std::atomic<std::int64_t> g_next_probe_ns{0};
+std::atomic<bool> g_cores_far{false};
+
+// Whether the last probe found the cores far apart; probes first if it is older than kProbePeriodNs.
+bool cores_far_apart() {
+#ifdef SIMDNORM_WITH_OPENMP
+  std::int64_t due = g_next_probe_ns.load(std::memory_order_relaxed);
+  const std::int64_t now = now_ns();
+  if (now >= due && !omp_in_parallel() &&
+      g_next_probe_ns.compare_exchange_strong(due, now + kProbePeriodNs, std::memory_order_relaxed)) {
+    // The faster of two probes: a thread descheduled in one makes it look far.
+    const std::int64_t a = probe_round_trip(), b = probe_round_trip();
+    const std::int64_t trip = a < 0 ? b : (b < 0 ? a : (a < b ? a : b));
+    if (trip >= 0) g_cores_far.store(trip >= kFarRoundTripNs, std::memory_order_relaxed);
+  }
+  return g_cores_far.load(std::memory_order_relaxed);
+#else
+  return false;
+#endif
+}
+
+// The team of an NHWC training or backward call split by rows, whose threads exchange partial results: that of
+// team_size, or the calling thread alone for a tensor (x) of up to far_bytes while the cores are far apart.
+int exchanging_team_size(std::size_t items, const Geometry& g, std::size_t far_bytes) {
+  const int threads = team_size(items, g.elements);
+  if (threads < 2 || g.elements * sizeof(float) > far_bytes) return threads;
+  return cores_far_apart() ? 1 : threads;
 }
 
 // Runs body(i) for i in [0, items). Items are independent; which thread runs which does not affect any result.
@@ -751,7 +839,7 @@ simdnorm_status run_forward_training(const char* fn, const Geometry& g, const Tr
       // Chunk 0 ends up holding the merged moments (parallel_row_passes). The weights of Chan's formula depend
       // only on the row counts.
       parallel_row_passes(
-          team_size(rt.chunks, g.elements), rt.chunks, C, [](std::size_t) {},
+          exchanging_team_size(rt.chunks, g, kFarTrainingBytes), rt.chunks, C, [](std::size_t) {},
           [&](std::size_t i, std::size_t) {
             const RowTiles::Tile t = rt.tile(i);
             const std::size_t at = t.chunk * cp;
@@ -1087,7 +1175,8 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
     });
     return SIMDNORM_SUCCESS;
   }
-  parallel_row_passes(threads, rt.chunks, C, prepare, sums_of, merge_half, finish, [&](std::size_t i, std::size_t t) {
+  const int team = exchanging_team_size(rt.chunks, g, kFarBackwardBytes);
+  parallel_row_passes(team, rt.chunks, C, prepare, sums_of, merge_half, finish, [&](std::size_t i, std::size_t t) {
     if (args.dx == nullptr) return;
     const RowTiles::Tile tile = rt.tile(i);
     k.grad_input_rows(args.x + tile.offset, args.dy + tile.offset, args.dx + tile.offset, tile.walk,
