@@ -97,11 +97,12 @@ int team_size(std::size_t items, std::size_t elements) {
 // ---- How far apart the cores are, measured at run time. ----
 //
 // On this shared machine the round trip of a cache line between the two cores takes 60-70 ns for seconds or minutes,
-// then 370-430 ns for a while (the hypervisor moves the vCPUs apart; one core alone runs as fast either way). NHWC
-// training and backward split by rows pass partial results and coefficients between the cores, and wait for each
-// other twice: with the cores far apart, small tensors took longer on two threads than on one. So those calls run on
-// the calling thread while the last probe found the cores far apart, for tensors of up to kFarTrainingBytes
-// (training) and kFarBackwardBytes (backward). In-process A/B against two threads, cores far apart, 11 rounds:
+// then 370-430 ns for a while (as if the hypervisor had put the vCPUs on distant cores; one core alone runs as fast
+// either way). NHWC training and backward split by rows pass partial results and coefficients between the cores, and
+// wait for each other twice: with the cores far apart, small tensors took longer on two threads than on one. So those
+// calls run on the calling thread while the last probe found the cores far apart, for tensors of up to
+// kFarTrainingBytes (training) and kFarBackwardBytes (backward). In-process A/B against two threads, cores far
+// apart, 11 rounds:
 // - training: 1x256x14x14 0.47-0.52x the time in place, 0.54-0.62x out of place; 1x2048x7x7 0.69-0.73x and
 //   0.84-0.87x; 1x128x28x28 0.76-0.82x and 0.93-1.04x; at 800 KB two threads were as fast or faster (1x1024x14x14:
 //   21.3 us against 20.7 us in place, 23.2 us against 30 us out of place);
