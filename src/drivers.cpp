@@ -1101,9 +1101,11 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
     float* const at = saved + t * block;
     return Saved{at, at + cp, at + 2 * cp, at + 3 * cp, at + 4 * cp, at + 5 * cp};
   };
-  auto coefficients_of = [&](std::size_t t) {
+  // Thread t's coefficient arrays, from channel c0 on.
+  auto coefficients_of = [&](std::size_t t, std::size_t c0) {
     const Saved s = saved_of(t);
-    return GradCoefficientArrays{s.mean, s.invstd, s.a, s.b, k_dy, mean_dy, mean_dy_xhat};
+    return GradCoefficientArrays{s.mean + c0, s.invstd + c0, s.a + c0, s.b + c0, k_dy + c0, mean_dy + c0,
+                                 mean_dy_xhat + c0};
   };
   // Thread t's copies of channels [c0, c0 + count) (all, or a share: see channel_share).
   auto prepare_share = [&](std::size_t t, std::size_t c0, std::size_t count) {
@@ -1124,21 +1126,26 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
     if (args.dbeta != nullptr) std::memcpy(args.dbeta + c0, dbeta + c0, count * sizeof(float));
     if (args.dgamma != nullptr) std::memcpy(args.dgamma + c0, dgamma + c0, count * sizeof(float));
   };
-  auto sums_of = [&](std::size_t i, std::size_t t) {
+  // Chunk i's sums of channels [c0, c0 + count) (all, or a share), from thread t's copies, cleared first; the share
+  // that ends at C owns the padding past it.
+  auto share_sums_of = [&](std::size_t i, std::size_t t, std::size_t c0, std::size_t count) {
     const RowTiles::Tile tile = rt.tile(i);
-    const std::size_t at = tile.chunk * cp;
-    std::fill(sum_dy + at, sum_dy + at + cp, 0.0);
-    std::fill(sum_dy_xc + at, sum_dy_xc + at + cp, 0.0);
-    k.grad_sums_rows(args.x + tile.offset, args.dy + tile.offset, tile.walk, coefficients_of(t), relu, sum_dy + at,
+    const std::size_t at = tile.chunk * cp + c0;
+    const std::size_t cleared = c0 + count == C ? cp - c0 : count;
+    std::fill(sum_dy + at, sum_dy + at + cleared, 0.0);
+    std::fill(sum_dy_xc + at, sum_dy_xc + at + cleared, 0.0);
+    k.grad_sums_rows(args.x + tile.offset + c0, args.dy + tile.offset + c0,
+                     RowWalk{tile.walk.rows, C, count, tile.walk.fetch}, coefficients_of(t, c0), relu, sum_dy + at,
                      sum_dy_xc + at);
   };
+  auto sums_of = [&](std::size_t i, std::size_t t) { share_sums_of(i, t, 0, C); };
   if (rt.chunks == 1) {
     // Few rows: both reductions, then dx while the rows are still in cache, on the calling thread.
     prepare(0);
     sums_of(0, 0);
     finish_channels(0, C, 0);
     if (args.dx != nullptr) {
-      k.grad_input_rows(args.x, args.dy, args.dx, rt.tile(0).walk, coefficients_of(0), relu, stream);
+      k.grad_input_rows(args.x, args.dy, args.dx, rt.tile(0).walk, coefficients_of(0, 0), relu, stream);
     }
     return SIMDNORM_SUCCESS;
   }
@@ -1154,25 +1161,13 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
     const std::size_t half = rt.chunks / 2;
     for_each_channel_share(C, threads, [&](std::size_t c0, std::size_t count, std::size_t t) {
       prepare_share(t, c0, count);
-      GradCoefficientArrays co = coefficients_of(t);
-      for (const float** array : {&co.mean, &co.invstd, &co.a, &co.b, &co.k_dy, &co.mean_dy, &co.mean_dy_xhat}) {
-        *array += c0;
-      }
-      // Each chunk's sums of the share, cleared first; the last share owns the padding past C.
-      const std::size_t cleared = c0 + count == C ? cp - c0 : count;
-      for (std::size_t i = 0; i < rt.chunks; ++i) {
-        const RowTiles::Tile tile = rt.tile(i);
-        const std::size_t at = tile.chunk * cp + c0;
-        std::fill(sum_dy + at, sum_dy + at + cleared, 0.0);
-        std::fill(sum_dy_xc + at, sum_dy_xc + at + cleared, 0.0);
-        k.grad_sums_rows(args.x + tile.offset + c0, args.dy + tile.offset + c0,
-                         RowWalk{tile.walk.rows, C, count, tile.walk.fetch}, co, relu, sum_dy + at, sum_dy_xc + at);
-      }
+      for (std::size_t i = 0; i < rt.chunks; ++i) share_sums_of(i, t, c0, count);
       merge_half(Block{0, half}, c0, count);
       merge_half(Block{half, rt.chunks}, c0, count);
       finish(half, c0, count, t);
       if (args.dx == nullptr) return;
-      k.grad_input_rows(args.x + c0, args.dy + c0, args.dx + c0, RowWalk{v.row_count, C, count}, co, relu, stream);
+      k.grad_input_rows(args.x + c0, args.dy + c0, args.dx + c0, RowWalk{v.row_count, C, count},
+                        coefficients_of(t, c0), relu, stream);
     });
     return SIMDNORM_SUCCESS;
   }
@@ -1181,7 +1176,7 @@ simdnorm_status run_backward(const char* fn, const Geometry& g, const BackwardAr
     if (args.dx == nullptr) return;
     const RowTiles::Tile tile = rt.tile(i);
     k.grad_input_rows(args.x + tile.offset, args.dy + tile.offset, args.dx + tile.offset, tile.walk,
-                      coefficients_of(t), relu, stream);
+                      coefficients_of(t, 0), relu, stream);
   });
   return SIMDNORM_SUCCESS;
 }
