@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -133,6 +134,34 @@ bool parse_own_flags(int* argc, char** argv, Options* options) {
   return true;
 }
 
+// The CPU's model name as the kernel reports it ("?" where /proc/cpuinfo has none): the report names the machine.
+std::string cpu_model() {
+  std::ifstream cpuinfo("/proc/cpuinfo");
+  std::string line;
+  while (std::getline(cpuinfo, line)) {
+    if (line.rfind("model name", 0) != 0) continue;
+    const std::size_t colon = line.find(':');
+    if (colon != std::string::npos && colon + 2 <= line.size()) return line.substr(colon + 2);
+  }
+  return "?";
+}
+
+// The vector extensions the CPU offers, of those the kernels can use: with the model, what a reader needs to place a
+// figure (the same model name has come with and without AVX-512 on this project's VMs).
+std::string cpu_features() {
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+  std::string features;
+  __builtin_cpu_init();
+  if (__builtin_cpu_supports("avx512f")) features += "avx512f ";
+  if (__builtin_cpu_supports("avx2")) features += "avx2 ";
+  if (__builtin_cpu_supports("fma")) features += "fma ";
+  if (__builtin_cpu_supports("sse2")) features += "sse2";
+  return features;
+#else
+  return "?";
+#endif
+}
+
 void register_grid(const std::vector<Point>& grid, const Options& options) {
   for (int round = 1; round <= options.rounds; ++round) {
     RunSettings run = options.run;
@@ -181,6 +210,8 @@ int main(int argc, char** argv) {
   register_grid(grid, options);
 
   // Printed at the top of the console output and stored in the JSON's "context", where bench_report.py finds it.
+  benchmark::AddCustomContext("cpu_model", cpu_model());
+  benchmark::AddCustomContext("cpu_features", cpu_features());
   benchmark::AddCustomContext("threads", std::to_string(threads));
   benchmark::AddCustomContext("simdnorm_version", simdnorm_version());
   benchmark::AddCustomContext("simdnorm_isa", simdnorm_isa());

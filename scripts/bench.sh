@@ -69,7 +69,8 @@ fi
 
 # --- dependencies ---------------------------------------------------------------------------------------------------
 packages=("${SIMDNORM_BUILD_PACKAGES[@]}" libbenchmark-dev gnuplot-nox python3)
-[ "$onednn" = 1 ] && packages+=(libdnnl-dev)
+# Debian's oneDNN CMake config requires OpenCL's development files, a package it only recommends.
+[ "$onednn" = 1 ] && packages+=(libdnnl-dev ocl-icd-opencl-dev)
 ensure_packages "${packages[@]}" || exit 1
 # Debian's interpreter, which the report script is written for (standard library only).
 python=/usr/bin/python3
@@ -102,8 +103,13 @@ rm -rf "$out_dir/results.json" "$out_dir"/throughput_*.png "$out_dir/plot-data"
 # Repetitions are rounds: the whole grid runs K times over, so the measurements of one benchmark are minutes apart
 # and a burst of load from another process hits one of them; every round sizes its own iteration count, so such a
 # burst cannot stretch a benchmark to many times its minimum time. The report takes the median.
+# Every report names the commit it measured ("+changes" when the work tree differs from it).
+commit=$(git rev-parse --short=12 HEAD 2>/dev/null || echo "unknown")
+if [ "$commit" != unknown ] && [ -n "$(git status --porcelain --untracked-files=no 2>/dev/null)" ]; then
+  commit="$commit+changes"
+fi
 bench_args=(--grid="$grid" --threads="$threads" --rounds="$repetitions" --benchmark_min_time="$min_time"
-            --benchmark_display_aggregates_only=true --benchmark_color=false)
+            --benchmark_display_aggregates_only=true --benchmark_color=false --benchmark_context=commit="$commit")
 [ -n "$filter" ] && bench_args+=(--benchmark_filter="$filter")
 bench_args+=("${passthrough[@]+"${passthrough[@]}"}")
 

@@ -426,6 +426,8 @@ def run_info(res, command, load_after=""):
     reps = sorted(res.repetitions)
     lines = [
         ("date", ctx.get("date", "?")),
+        ("commit", ctx.get("commit", "? (not run by scripts/bench.sh)")),
+        ("CPU", "%s (%s)" % (ctx.get("cpu_model", "?"), ctx.get("cpu_features", "?"))),
         ("host", "%s: %s CPUs at %s MHz; %s" % (ctx.get("host_name", "?"), ctx.get("num_cpus", "?"),
                                                  ctx.get("mhz_per_cpu", "?"), caches)),
         ("load average", "%s at the start%s" % (", ".join("%.2f" % v for v in ctx.get("load_avg", [])),
