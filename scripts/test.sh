@@ -29,7 +29,7 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-ensure_packages "${SIMDNORM_BUILD_PACKAGES[@]}" libgtest-dev libbenchmark-dev
+ensure_packages "${SIMDNORM_BUILD_PACKAGES[@]}" libgtest-dev libbenchmark-dev pkg-config python3
 
 cmake -S . -B "$build_dir" "${cmake_args[@]}"
 cmake --build "$build_dir" -j "$(nproc)"
