@@ -10,7 +10,7 @@
 #include <cstdlib>
 #include <cstring>
 
-#include "kernel_table.hpp"
+#include "kernels/table.hpp"
 #include "status.hpp"
 
 namespace simdnorm {

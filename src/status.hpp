@@ -81,11 +81,70 @@ struct AffineArgs {
   unsigned flags;
 };
 
+// The split-phase API (simdnorm_moments ... simdnorm_backward_apply).
+struct MomentsArgs {
+  const simdnorm_shape* shape;
+  const float* x;
+  double* mean;
+  double* m2;
+};
+struct MergeArgs {
+  std::size_t parts;
+  std::size_t c;
+  const double* counts;
+  const double* means;
+  const double* m2s;
+  double* mean;
+  double* m2;
+  double* total;
+};
+struct FinishArgs {
+  std::size_t c;
+  double count;
+  const double* mean;
+  const double* m2;
+  float eps;
+  float* batch_mean;
+  float* batch_invstd;
+  float* running_mean;
+  float* running_var;
+  float momentum;
+};
+struct NormalizeArgs {
+  const simdnorm_shape* shape;
+  const float* x;
+  float* y;
+  const float* gamma;
+  const float* beta;
+  const float* batch_mean;
+  const float* batch_invstd;
+  unsigned flags;
+};
+// simdnorm_backward_reduce: `backward` with dx, dgamma and dbeta NULL, and the sums as outputs.
+struct ReduceArgs {
+  BackwardArgs backward;
+  double* sum_dy;
+  double* sum_dy_xhat;
+};
+// simdnorm_backward_apply: `backward` with dx the output (dgamma and dbeta NULL), from the summed reductions.
+struct ApplyArgs {
+  BackwardArgs backward;
+  const double* sum_dy;
+  const double* sum_dy_xhat;
+  double count;
+};
+
 simdnorm_status validate(const char* fn, const TrainingArgs& args, Geometry* geometry);
 simdnorm_status validate(const char* fn, const InferenceArgs& args, Geometry* geometry);
 simdnorm_status validate(const char* fn, const BackwardArgs& args, Geometry* geometry);
 simdnorm_status validate(const char* fn, const FoldArgs& args);
 simdnorm_status validate(const char* fn, const AffineArgs& args, Geometry* geometry);
+simdnorm_status validate(const char* fn, const MomentsArgs& args, Geometry* geometry);
+simdnorm_status validate(const char* fn, const MergeArgs& args);
+simdnorm_status validate(const char* fn, const FinishArgs& args);
+simdnorm_status validate(const char* fn, const NormalizeArgs& args, Geometry* geometry);
+simdnorm_status validate(const char* fn, const ReduceArgs& args, Geometry* geometry);
+simdnorm_status validate(const char* fn, const ApplyArgs& args, Geometry* geometry);
 
 // Offset of element (n, c, s) in a tensor of the given geometry.
 inline std::size_t element_offset(const Geometry& g, std::size_t n, std::size_t c, std::size_t s) {

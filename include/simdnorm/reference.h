@@ -19,25 +19,60 @@
 extern "C" {
 #endif
 
-simdnorm_status simdnorm_reference_forward_training(const simdnorm_shape* shape, const float* x, float* y,
-                                                    const float* gamma, const float* beta, float eps,
-                                                    float* batch_mean, float* batch_invstd, float* running_mean,
-                                                    float* running_var, float momentum, unsigned flags);
+SIMDNORM_API simdnorm_status simdnorm_reference_forward_training(const simdnorm_shape* shape, const float* x, float* y,
+                                                                 const float* gamma, const float* beta, float eps,
+                                                                 float* batch_mean, float* batch_invstd,
+                                                                 float* running_mean, float* running_var,
+                                                                 float momentum, unsigned flags);
 
-simdnorm_status simdnorm_reference_forward_inference(const simdnorm_shape* shape, const float* x, float* y,
-                                                     const float* gamma, const float* beta, const float* mean,
-                                                     const float* var, float eps, unsigned flags);
+SIMDNORM_API simdnorm_status simdnorm_reference_forward_inference(const simdnorm_shape* shape, const float* x, float* y,
+                                                                  const float* gamma, const float* beta,
+                                                                  const float* mean, const float* var, float eps,
+                                                                  unsigned flags);
 
-simdnorm_status simdnorm_reference_backward(const simdnorm_shape* shape, const float* x, const float* dy,
-                                            const float* gamma, const float* beta, const float* batch_mean,
-                                            const float* batch_invstd, float* dx, float* dgamma, float* dbeta,
-                                            unsigned flags);
+SIMDNORM_API simdnorm_status simdnorm_reference_backward(const simdnorm_shape* shape, const float* x, const float* dy,
+                                                         const float* gamma, const float* beta, const float* batch_mean,
+                                                         const float* batch_invstd, float* dx, float* dgamma,
+                                                         float* dbeta, unsigned flags);
 
-simdnorm_status simdnorm_reference_fold(size_t c, const float* gamma, const float* beta, const float* mean,
-                                        const float* var, float eps, float* scale, float* shift);
+SIMDNORM_API simdnorm_status simdnorm_reference_fold(size_t c, const float* gamma, const float* beta, const float* mean,
+                                                     const float* var, float eps, float* scale, float* shift);
 
-simdnorm_status simdnorm_reference_affine(const simdnorm_shape* shape, const float* x, float* y, const float* scale,
-                                          const float* shift, unsigned flags);
+SIMDNORM_API simdnorm_status simdnorm_reference_affine(const simdnorm_shape* shape, const float* x, float* y,
+                                                       const float* scale, const float* shift, unsigned flags);
+
+/* The split phases. Merge groups Chan's formula as simdnorm_merge_moments does, mean = mean_a + delta*(nb/n) and
+ * m2 = m2_a + m2_b + delta*delta*(na*nb/n), so that the two agree bitwise. Normalize computes y in double, as the
+ * reference forward does, and so differs from simdnorm_normalize as described above. */
+SIMDNORM_API simdnorm_status simdnorm_reference_moments(const simdnorm_shape* shape, const float* x, double* mean,
+                                                        double* m2);
+
+SIMDNORM_API simdnorm_status simdnorm_reference_merge_moments(size_t parts, size_t c, const double* counts,
+                                                              const double* means, const double* m2s, double* mean,
+                                                              double* m2, double* total);
+
+SIMDNORM_API simdnorm_status simdnorm_reference_finish_moments(size_t c, double count, const double* mean,
+                                                               const double* m2, float eps, float* batch_mean,
+                                                               float* batch_invstd, float* running_mean,
+                                                               float* running_var, float momentum);
+
+SIMDNORM_API simdnorm_status simdnorm_reference_normalize(const simdnorm_shape* shape, const float* x, float* y,
+                                                          const float* gamma, const float* beta,
+                                                          const float* batch_mean, const float* batch_invstd,
+                                                          unsigned flags);
+
+SIMDNORM_API simdnorm_status simdnorm_reference_backward_reduce(const simdnorm_shape* shape, const float* x,
+                                                                const float* dy, const float* gamma,
+                                                                const float* beta, const float* batch_mean,
+                                                                const float* batch_invstd, double* sum_dy,
+                                                                double* sum_dy_xhat, unsigned flags);
+
+SIMDNORM_API simdnorm_status simdnorm_reference_backward_apply(const simdnorm_shape* shape, const float* x,
+                                                               const float* dy, const float* gamma,
+                                                               const float* beta, const float* batch_mean,
+                                                               const float* batch_invstd, const double* sum_dy,
+                                                               const double* sum_dy_xhat, double count, float* dx,
+                                                               unsigned flags);
 
 #ifdef __cplusplus
 } /* extern "C" */

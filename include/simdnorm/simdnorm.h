@@ -39,6 +39,15 @@ extern "C" {
 #define SIMDNORM_VERSION_MINOR 1
 #define SIMDNORM_VERSION_PATCH 0
 
+/* Marks the functions a shared libsimdnorm exports; everything else in it is hidden. The build defines
+ * SIMDNORM_BUILDING_SHARED only while compiling the shared library, so consumers (and a static build) see an empty
+ * macro and need no define of their own: ELF declarations default to visible anyway. */
+#if defined(SIMDNORM_BUILDING_SHARED) && defined(__GNUC__)
+#define SIMDNORM_API __attribute__((visibility("default")))
+#else
+#define SIMDNORM_API
+#endif
+
 typedef enum simdnorm_status {
   SIMDNORM_SUCCESS = 0,
   SIMDNORM_INVALID_ARGUMENT = 1, /* nothing was written */
@@ -65,25 +74,25 @@ typedef struct simdnorm_shape {
 #define SIMDNORM_FUSE_RELU 0x1u
 
 /* "MAJOR.MINOR.PATCH" of the library that was linked. Never NULL. */
-const char* simdnorm_version(void);
+SIMDNORM_API const char* simdnorm_version(void);
 
 /* The kernel path that runs now: "avx512", "avx2" or "sse2". Never NULL. The best path the CPU (and OS) supports is
  * chosen at the first call into the library, capped by the environment variable SIMDNORM_MAX_ISA when it is set to
  * one of the names above, and later by simdnorm_set_max_isa. */
-const char* simdnorm_isa(void);
+SIMDNORM_API const char* simdnorm_isa(void);
 
 /* Caps the kernel path at `isa` ("avx512", "avx2" or "sse2"): the best supported path not above the cap runs.
  * Returns SIMDNORM_INVALID_ARGUMENT for NULL or an unknown name. Process-wide; not to be called while another thread
  * is inside a simdnorm call. */
-simdnorm_status simdnorm_set_max_isa(const char* isa);
+SIMDNORM_API simdnorm_status simdnorm_set_max_isa(const char* isa);
 
 /* Number of OpenMP threads the kernels use; 0 (or a negative value) restores OpenMP's default. Process-wide. Has no
  * effect in a build without OpenMP. Results do not depend on it. */
-void simdnorm_set_num_threads(int n);
+SIMDNORM_API void simdnorm_set_num_threads(int n);
 
 /* Message describing the last failure (status other than SIMDNORM_SUCCESS) on the calling thread, or "" if there was
  * none. Valid until the next simdnorm call on this thread. Never NULL. */
-const char* simdnorm_last_error(void);
+SIMDNORM_API const char* simdnorm_last_error(void);
 
 /* Training forward pass.
  *   x, y           required; y may equal x (in place).
@@ -95,17 +104,18 @@ const char* simdnorm_last_error(void);
  * Needs m >= 2. If a channel's statistics are not finite (NaN or Inf in its x), y is still written for every channel
  * (NaN propagates), batch_mean/batch_invstd are written, the running statistics of that channel are left unchanged,
  * the other channels are updated, and SIMDNORM_NON_FINITE is returned naming the first such channel. */
-simdnorm_status simdnorm_forward_training(const simdnorm_shape* shape, const float* x, float* y, const float* gamma,
-                                          const float* beta, float eps, float* batch_mean, float* batch_invstd,
-                                          float* running_mean, float* running_var, float momentum, unsigned flags);
+SIMDNORM_API simdnorm_status simdnorm_forward_training(const simdnorm_shape* shape, const float* x, float* y,
+                                                       const float* gamma, const float* beta, float eps,
+                                                       float* batch_mean, float* batch_invstd, float* running_mean,
+                                                       float* running_var, float momentum, unsigned flags);
 
 /* Inference forward pass with given statistics: y = gamma * (x - mean) / sqrt(var + eps) + beta, computed as
  * y = scale*x + shift with scale and shift folded as simdnorm_fold does.
  *   x, y, mean, var  required; y may equal x.  gamma, beta may be NULL (ones, zeros).  eps finite and > 0.
  * Non-finite data propagates; the call succeeds. */
-simdnorm_status simdnorm_forward_inference(const simdnorm_shape* shape, const float* x, float* y, const float* gamma,
-                                           const float* beta, const float* mean, const float* var, float eps,
-                                           unsigned flags);
+SIMDNORM_API simdnorm_status simdnorm_forward_inference(const simdnorm_shape* shape, const float* x, float* y,
+                                                        const float* gamma, const float* beta, const float* mean,
+                                                        const float* var, float eps, unsigned flags);
 
 /* Backward pass for a training forward pass.
  *   x, dy, batch_mean, batch_invstd  required (batch_* as written by simdnorm_forward_training).
@@ -116,9 +126,10 @@ simdnorm_status simdnorm_forward_inference(const simdnorm_shape* shape, const fl
  *   dgamma = sum(dy' * xhat)
  *   dx     = gamma * batch_invstd * (dy' - dbeta/m - xhat * dgamma/m)
  * Needs m >= 2, like the forward pass it differentiates. */
-simdnorm_status simdnorm_backward(const simdnorm_shape* shape, const float* x, const float* dy, const float* gamma,
-                                  const float* beta, const float* batch_mean, const float* batch_invstd, float* dx,
-                                  float* dgamma, float* dbeta, unsigned flags);
+SIMDNORM_API simdnorm_status simdnorm_backward(const simdnorm_shape* shape, const float* x, const float* dy,
+                                               const float* gamma, const float* beta, const float* batch_mean,
+                                               const float* batch_invstd, float* dx, float* dgamma, float* dbeta,
+                                               unsigned flags);
 
 /* Inference folding for engines, per channel (computed in double, each output rounded once):
  *   scale = gamma / sqrt(var + eps),  shift = beta - mean * scale
@@ -128,12 +139,63 @@ simdnorm_status simdnorm_backward(const simdnorm_shape* shape, const float* x, c
  * then y = beta.
  * gamma, beta may be NULL (ones, zeros); mean, var, scale, shift required; c > 0. scale and shift must not overlap
  * the inputs. */
-simdnorm_status simdnorm_fold(size_t c, const float* gamma, const float* beta, const float* mean, const float* var,
-                              float eps, float* scale, float* shift);
+SIMDNORM_API simdnorm_status simdnorm_fold(size_t c, const float* gamma, const float* beta, const float* mean,
+                                           const float* var, float eps, float* scale, float* shift);
 
 /* y = x * scale[c] + shift[c] (then max(0, .) with SIMDNORM_FUSE_RELU); y may equal x. All pointers required. */
-simdnorm_status simdnorm_affine(const simdnorm_shape* shape, const float* x, float* y, const float* scale,
-                                const float* shift, unsigned flags);
+SIMDNORM_API simdnorm_status simdnorm_affine(const simdnorm_shape* shape, const float* x, float* y, const float* scale,
+                                             const float* shift, unsigned flags);
+
+/* Split phases: simdnorm_forward_training and simdnorm_backward cut at their reductions, for callers that own the
+ * reductions -- synchronised batch norm across processes that each hold part of the batch, or a framework that runs
+ * its own all-reduce. Forward: simdnorm_moments on each part; the parts' counts and moments exchanged, then
+ * simdnorm_merge_moments and simdnorm_finish_moments; then simdnorm_normalize on each part. Backward:
+ * simdnorm_backward_reduce on each part; the sums added up over the parts; then simdnorm_backward_apply on each part.
+ * Counts, moments and sums are exchanged in double, so that the exchange adds no float rounding. Arguments are
+ * validated as in the one-call functions; besides, per-channel outputs must not overlap each other or the per-channel
+ * inputs, except where a function allows it. */
+
+/* Moments of this part of the batch, per channel, over m = n*spatial values (m >= 1):
+ * mean = sum(x)/m and m2 = sum((x - mean)^2), in double. */
+SIMDNORM_API simdnorm_status simdnorm_moments(const simdnorm_shape* shape, const float* x, double* mean, double* m2);
+
+/* Merges `parts` sets of moments with Chan's formula, in the order given: the same parts in the same order give
+ * bitwise the same result. counts[p] is part p's number of values per channel (0: the part is skipped);
+ * means and m2s are parts x c arrays, row p for part p. Writes the merged mean and m2 (length c) and the total count.
+ * mean/m2 may alias row 0 of means/m2s. If every part has count 0, mean = m2 = 0 and total = 0 (finish_moments then
+ * refuses it). */
+SIMDNORM_API simdnorm_status simdnorm_merge_moments(size_t parts, size_t c, const double* counts, const double* means,
+                                                    const double* m2s, double* mean, double* m2, double* total);
+
+/* From merged moments over `count` values (count >= 2): batch_mean and batch_invstd exactly as forward training
+ * writes them (each may be NULL), and the running statistics (both or neither) updated as forward training does
+ * (unbiased variance m2/(count - 1)). NON_FINITE as in forward training: that channel's running statistics are
+ * left unchanged and the first such channel is named. */
+SIMDNORM_API simdnorm_status simdnorm_finish_moments(size_t c, double count, const double* mean, const double* m2,
+                                                     float eps, float* batch_mean, float* batch_invstd,
+                                                     float* running_mean, float* running_var, float momentum);
+
+/* The normalisation of forward training with given statistics: y = gamma*(x - batch_mean)*batch_invstd + beta with
+ * exactly the arithmetic forward training uses (and max(0, .) with SIMDNORM_FUSE_RELU); y may equal x. */
+SIMDNORM_API simdnorm_status simdnorm_normalize(const simdnorm_shape* shape, const float* x, float* y,
+                                                const float* gamma, const float* beta, const float* batch_mean,
+                                                const float* batch_invstd, unsigned flags);
+
+/* Backward reductions of this part, per channel, in double: sum_dy = sum(dy'), sum_dy_xhat = sum(dy' * xhat), with
+ * xhat = (x - batch_mean)*batch_invstd and dy' = dy masked by the ReLU as simdnorm_backward masks it. Summed over
+ * all parts they are dbeta and dgamma. */
+SIMDNORM_API simdnorm_status simdnorm_backward_reduce(const simdnorm_shape* shape, const float* x, const float* dy,
+                                                      const float* gamma, const float* beta, const float* batch_mean,
+                                                      const float* batch_invstd, double* sum_dy, double* sum_dy_xhat,
+                                                      unsigned flags);
+
+/* dx of this part from the reductions summed over all parts and their total count (>= 2):
+ * dx = gamma*batch_invstd*(dy' - sum_dy/count - xhat*sum_dy_xhat/count); dx may equal dy. */
+SIMDNORM_API simdnorm_status simdnorm_backward_apply(const simdnorm_shape* shape, const float* x, const float* dy,
+                                                     const float* gamma, const float* beta, const float* batch_mean,
+                                                     const float* batch_invstd, const double* sum_dy,
+                                                     const double* sum_dy_xhat, double count, float* dx,
+                                                     unsigned flags);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -142,6 +142,56 @@ inline void affine(ConstTensor x, Tensor y, const float* scale, const float* shi
   detail::check(simdnorm_affine(&s, x.data, y.data, scale, shift, detail::flags_of(activation)));
 }
 
+// ---- Split phases (simdnorm.h): forward training and backward cut at their reductions, for callers that do the
+// reductions across processes themselves. Per-channel arrays have length c; counts, moments and sums are doubles.
+
+// mean and m2 of this part of the batch, per channel.
+inline void moments(ConstTensor x, double* mean, double* m2) {
+  const simdnorm_shape s = x.shape.c_shape();
+  detail::check(simdnorm_moments(&s, x.data, mean, m2));
+}
+
+// Merges the parts' moments (means and m2s: parts x c, row p for part p) into mean and m2; returns the total count.
+inline double merge_moments(std::size_t parts, std::size_t c, const double* counts, const double* means,
+                            const double* m2s, double* mean, double* m2) {
+  double total = 0.0;
+  detail::check(simdnorm_merge_moments(parts, c, counts, means, m2s, mean, m2, &total));
+  return total;
+}
+
+// The batch and running statistics from merged moments over `count` values, with the eps and momentum of `options`
+// (its activation is for normalize). Returns Status::Success, or Status::NonFinite as forward_training does.
+inline Status finish_moments(std::size_t c, double count, const double* mean, const double* m2, TrainingState state,
+                             const TrainingOptions& options = {}) {
+  return detail::check(simdnorm_finish_moments(c, count, mean, m2, options.eps, state.batch_mean, state.batch_invstd,
+                                               state.running_mean, state.running_var, options.momentum));
+}
+
+inline void normalize(ConstTensor x, Tensor y, Affine affine, const float* batch_mean, const float* batch_invstd,
+                      Activation activation = Activation::None) {
+  const simdnorm_shape s = detail::same_shape(x.shape, y.shape).c_shape();
+  detail::check(simdnorm_normalize(&s, x.data, y.data, affine.gamma, affine.beta, batch_mean, batch_invstd,
+                                   detail::flags_of(activation)));
+}
+
+// This part's sum(dy') and sum(dy' * xhat), per channel; summed over all parts they are dbeta and dgamma.
+inline void backward_reduce(ConstTensor x, ConstTensor dy, Affine affine, const float* batch_mean,
+                            const float* batch_invstd, double* sum_dy, double* sum_dy_xhat,
+                            Activation activation = Activation::None) {
+  const simdnorm_shape s = detail::same_shape(x.shape, dy.shape).c_shape();
+  detail::check(simdnorm_backward_reduce(&s, x.data, dy.data, affine.gamma, affine.beta, batch_mean, batch_invstd,
+                                         sum_dy, sum_dy_xhat, detail::flags_of(activation)));
+}
+
+// This part's dx from the sums over all parts and their total count.
+inline void backward_apply(ConstTensor x, ConstTensor dy, Affine affine, const float* batch_mean,
+                           const float* batch_invstd, const double* sum_dy, const double* sum_dy_xhat, double count,
+                           Tensor dx, Activation activation = Activation::None) {
+  const simdnorm_shape s = detail::same_shape(detail::same_shape(x.shape, dy.shape), dx.shape).c_shape();
+  detail::check(simdnorm_backward_apply(&s, x.data, dy.data, affine.gamma, affine.beta, batch_mean, batch_invstd,
+                                        sum_dy, sum_dy_xhat, count, dx.data, detail::flags_of(activation)));
+}
+
 }  // namespace simdnorm
 
 #endif  // SIMDNORM_SIMDNORM_HPP_

@@ -2,10 +2,10 @@
 // (Moments, doubles) and for channels side by side (batches of doubles with shared counts). Everything is a
 // template on a tag, so that each ISA's kernels and the baseline drivers get their own instantiations: an inline
 // function compiled into an AVX-512 unit could otherwise be the copy the linker keeps for baseline code.
-#ifndef SIMDNORM_SRC_MOMENTS_HPP_
-#define SIMDNORM_SRC_MOMENTS_HPP_
+#ifndef SIMDNORM_SRC_CORE_MOMENTS_HPP_
+#define SIMDNORM_SRC_CORE_MOMENTS_HPP_
 
-#include "kernel_table.hpp"
+#include "kernels/table.hpp"
 
 namespace simdnorm {
 
@@ -37,6 +37,16 @@ inline void merge_moments(Moments& a, const Moments& b) {
   a.count += b.count;
 }
 
+// The same merge on moments about each set's own mean (the split-phase API's exchange format): (mean_a, m2_a) over
+// na values += (mean_b, m2_b) over nb values, both counts > 0.
+template <class Tag>
+inline void chan_merge_means(double& mean_a, double& m2_a, double na, double mean_b, double m2_b, double nb) {
+  const double n = na + nb;
+  const double delta = mean_b - mean_a;
+  mean_a = mean_a + delta * (nb / n);
+  m2_a = m2_a + m2_b + delta * delta * (na * nb / n);
+}
+
 // Moments of `used` sets of n values each (lanes of a vector state): the lanes' sums and M2 plus the spread of the
 // lane means about their common mean, taken directly (two passes over the lane sums) rather than by used - 1
 // pairwise merges.
@@ -56,4 +66,4 @@ inline Moments merge_equal_sets(const double* sum, const double* m2, std::size_t
 
 }  // namespace simdnorm
 
-#endif  // SIMDNORM_SRC_MOMENTS_HPP_
+#endif  // SIMDNORM_SRC_CORE_MOMENTS_HPP_

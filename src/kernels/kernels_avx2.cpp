@@ -1,5 +1,5 @@
 // The avx2 kernels: only the explicit instantiation and the table. Compiled with -mavx2 -mfma (src/CMakeLists.txt).
-#include "kernels.hpp"
+#include "kernels/kernels.hpp"
 
 namespace simdnorm {
 

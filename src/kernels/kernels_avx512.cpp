@@ -1,5 +1,5 @@
 // The avx512 kernels: only the explicit instantiation and the table. Compiled with -mavx512f (src/CMakeLists.txt).
-#include "kernels.hpp"
+#include "kernels/kernels.hpp"
 
 namespace simdnorm {
 

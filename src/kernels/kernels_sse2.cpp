@@ -1,5 +1,5 @@
 // The sse2 kernels: only the explicit instantiation and the table. Compiled with -msse2 (src/CMakeLists.txt).
-#include "kernels.hpp"
+#include "kernels/kernels.hpp"
 
 namespace simdnorm {
 

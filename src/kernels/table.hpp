@@ -9,8 +9,8 @@
 //     with per-channel coefficient arrays.
 // Per-channel arrays handed to row kernels are padded by the driver (padded_channels), so the kernels read and write
 // them in whole vectors; the tensors themselves are touched only within their bounds (masked tails).
-#ifndef SIMDNORM_SRC_KERNEL_TABLE_HPP_
-#define SIMDNORM_SRC_KERNEL_TABLE_HPP_
+#ifndef SIMDNORM_SRC_KERNELS_TABLE_HPP_
+#define SIMDNORM_SRC_KERNELS_TABLE_HPP_
 
 #include <cstddef>
 
@@ -89,13 +89,14 @@ struct KernelTable {
   void (*merge_rows)(double* sum, double* m2, const double* sum_b, const double* m2_b, std::size_t c, double na,
                      double nb);
 
+  // The mean of channels [0, c) in double from their moments over m values (padded arrays): mean = shift + sum/m.
+  void (*center_rows)(const double* sum, const float* shift, std::size_t c, double m, double* mean);
+
   // Per-channel statistics and coefficients of channels [0, c), vectorised over channels (padded arrays): in double,
-  // mean = shift + sum/m, var = m2/m, invstd = 1/sqrt(var + eps); each rounded to float, then a = gamma*invstd and
+  // var = m2/m, invstd = 1/sqrt(var + eps); mean and invstd each rounded to float, then a = gamma*invstd and
   // b = beta - mean*a from the rounded values, exactly as fold_coefficients rounds them.
-  // mean_d receives the double mean, for the running statistics.
-  void (*finish_rows)(const double* sum, const double* m2, const float* shift, const float* gamma, const float* beta,
-                      std::size_t c, double m, double eps, double* mean_d, float* mean, float* invstd, float* a,
-                      float* b);
+  void (*stats_rows)(const double* mean, const double* m2, const float* gamma, const float* beta, std::size_t c,
+                     double m, double eps, float* mean_f, float* invstd, float* a, float* b);
 
   // Running statistics of channels [0, c): running = (1 − momentum)*running + momentum*batch, with the unbiased
   // variance m2/(m − 1), in double, rounded once. A channel whose mean or m2 is not finite keeps its running values.
@@ -159,4 +160,4 @@ const KernelTable& active_kernels();
 
 }  // namespace simdnorm
 
-#endif  // SIMDNORM_SRC_KERNEL_TABLE_HPP_
+#endif  // SIMDNORM_SRC_KERNELS_TABLE_HPP_
