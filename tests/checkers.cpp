@@ -117,6 +117,41 @@ std::string FloatString(double v) {
   return buf;
 }
 
+std::string DoubleString(double v) {
+  std::uint64_t u;
+  std::memcpy(&u, &v, sizeof u);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.17g [0x%016" PRIx64 "]", v, u);
+  return buf;
+}
+
+bool ExpectSameBits(const std::string& context, const char* what, const float* got, const float* want,
+                    std::size_t count, const simdnorm_shape* tensor) {
+  if (std::memcmp(got, want, count * sizeof(float)) == 0) return true;
+  std::size_t bad = 0, first = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (FloatBits(got[i]) != FloatBits(want[i]) && bad++ == 0) first = i;
+  }
+  const std::string where = tensor != nullptr ? CoordString(*tensor, first) : "(channel " + std::to_string(first) + ")";
+  ADD_FAILURE() << context << "\n  " << what << ": " << bad << " of " << count << " values differ in their bits; "
+                << "first at index " << first << " " << where << ": got " << FloatString(got[first]) << ", want "
+                << FloatString(want[first]);
+  return false;
+}
+
+bool ExpectSameBits(const std::string& context, const char* what, const double* got, const double* want,
+                    std::size_t count) {
+  if (std::memcmp(got, want, count * sizeof(double)) == 0) return true;
+  std::size_t bad = 0, first = 0;
+  for (std::size_t i = 0; i < count; ++i) {
+    if (std::memcmp(got + i, want + i, sizeof(double)) != 0 && bad++ == 0) first = i;
+  }
+  ADD_FAILURE() << context << "\n  " << what << ": " << bad << " of " << count << " values differ in their bits; "
+                << "first at index " << first << ": got " << DoubleString(got[first]) << ", want "
+                << DoubleString(want[first]);
+  return false;
+}
+
 // ---------------------------------------------------------------------------------------------------------------
 // Guarded buffers.
 

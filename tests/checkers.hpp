@@ -213,6 +213,28 @@ bool ExpectNear(const std::string& context, const char* what, const float* got, 
   return false;
 }
 
+// Bit-for-bit comparison (NaN-safe: bit patterns, not values), for results promised identical (the split-phase API
+// against the one-call functions). On failure adds one gtest failure naming the first differing index (and its tensor
+// coordinates when `tensor` is not null, else the channel), both values with their bits, and how many differed.
+bool ExpectSameBits(const std::string& context, const char* what, const float* got, const float* want,
+                    std::size_t count, const simdnorm_shape* tensor);
+bool ExpectSameBits(const std::string& context, const char* what, const double* got, const double* want,
+                    std::size_t count);
+std::string DoubleString(double v);  // "%.17g [0x...]"
+
+// ExpectNear for per-channel doubles (the split phases' moments and sums).
+template <class Tol>
+bool ExpectNearDoubles(const std::string& context, const char* what, const double* got, const double* want,
+                       std::size_t count, Tol tol) {
+  for (std::size_t c = 0; c < count; ++c) {
+    if (std::fabs(got[c] - want[c]) <= tol(c)) continue;  // also catches NaN on either side
+    ADD_FAILURE() << context << "\n  " << what << " at channel " << c << ": got " << DoubleString(got[c])
+                  << ", reference " << DoubleString(want[c]) << ", tolerance " << tol(c);
+    return false;
+  }
+  return true;
+}
+
 // Guard check with a readable failure.
 bool ExpectGuardsIntact(const std::string& context, const char* what, const GuardedBuffer& buffer);
 

@@ -1,6 +1,8 @@
 // Every operation, both layouts, every ISA path, every remainder of C and spatial modulo 16, with each buffer placed
 // so that it ends exactly at a page boundary followed by an inaccessible page (and, in a second run, starts right
-// after one): any read or write past either end of any buffer kills the test with SIGSEGV.
+// after one): any read or write past either end of any buffer kills the test with SIGSEGV. The split-phase functions
+// too, with their per-channel double arrays, on the whole batch and on parts of it (the first images, flush against
+// the guard before the tensor, and the last image, flush against the guard after it).
 #include <simdnorm/simdnorm.h>
 #include <sys/mman.h>
 #include <unistd.h>
@@ -17,12 +19,13 @@ namespace {
 
 enum class Edge { kEnd, kStart };
 
-// `count` floats flush against a PROT_NONE page at the chosen edge.
-class PageGuardedFloats {
+// `count` values of T flush against a PROT_NONE page at the chosen edge.
+template <class T>
+class PageGuarded {
  public:
-  PageGuardedFloats(std::size_t count, Edge edge) : count_(count) {
+  PageGuarded(std::size_t count, Edge edge) : count_(count) {
     const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-    const std::size_t bytes = count * sizeof(float);
+    const std::size_t bytes = count * sizeof(T);
     const std::size_t data_pages = (bytes + page - 1) / page;
     length_ = (data_pages + 2) * page;
     void* map = mmap(nullptr, length_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
@@ -32,23 +35,25 @@ class PageGuardedFloats {
     unsigned char* last_guard = base_ + (data_pages + 1) * page;
     mprotect(first_guard, page, PROT_NONE);
     mprotect(last_guard, page, PROT_NONE);
-    data_ = reinterpret_cast<float*>(edge == Edge::kEnd ? last_guard - bytes : first_guard + page);
+    data_ = reinterpret_cast<T*>(edge == Edge::kEnd ? last_guard - bytes : first_guard + page);
   }
-  ~PageGuardedFloats() { munmap(base_, length_); }
-  PageGuardedFloats(const PageGuardedFloats&) = delete;
-  PageGuardedFloats& operator=(const PageGuardedFloats&) = delete;
+  ~PageGuarded() { munmap(base_, length_); }
+  PageGuarded(const PageGuarded&) = delete;
+  PageGuarded& operator=(const PageGuarded&) = delete;
 
-  float* data() { return data_; }
+  T* data() { return data_; }
   void fill(Rng& rng, double lo, double hi) {
-    for (std::size_t i = 0; i < count_; ++i) data_[i] = static_cast<float>(rng.uniform(lo, hi));
+    for (std::size_t i = 0; i < count_; ++i) data_[i] = static_cast<T>(rng.uniform(lo, hi));
   }
 
  private:
   std::size_t count_;
   std::size_t length_ = 0;
   unsigned char* base_ = nullptr;
-  float* data_ = nullptr;
+  T* data_ = nullptr;
 };
+using PageGuardedFloats = PageGuarded<float>;
+using PageGuardedDoubles = PageGuarded<double>;
 
 class GuardPages : public IsaTest {};
 
@@ -88,6 +93,70 @@ void RunAllOperations(std::size_t n, std::size_t c, std::size_t s, simdnorm_layo
   }
 }
 
+// The split phases over the batch cut into two parts along n: the first n - 1 images and the last one. Per-channel
+// arrays of the exchange (counts, the parts x c moments, the merged moments, the sums) each against a guard too.
+void RunSplitPhases(std::size_t n, std::size_t c, std::size_t s, simdnorm_layout layout, Edge edge,
+                    std::uint64_t seed, std::initializer_list<unsigned> every_flags) {
+  Rng rng(seed);
+  const std::size_t total = n * c * s, last = (n - 1) * c * s;
+  PageGuardedFloats x(total, edge), y(total, edge), dy(total, edge), dx(total, edge);
+  PageGuardedFloats gamma(c, edge), beta(c, edge), bm(c, edge), bi(c, edge), rm(c, edge), rv(c, edge);
+  PageGuardedDoubles mean(c, edge), m2(c, edge), counts(2, edge), means(2 * c, edge), m2s(2 * c, edge);
+  PageGuardedDoubles merged_mean(c, edge), merged_m2(c, edge), count(1, edge), sum_dy(c, edge), sum_dy_xhat(c, edge);
+  x.fill(rng, -3.0, 5.0);
+  dy.fill(rng, -1.0, 1.0);
+  gamma.fill(rng, 0.5, 1.5);
+  beta.fill(rng, -0.5, 0.5);
+  rm.fill(rng, -1.0, 1.0);
+  rv.fill(rng, 0.5, 2.0);
+  const simdnorm_shape shape{n, c, s, layout}, first{n - 1, c, s, layout}, second{1, c, s, layout};
+  counts.data()[0] = static_cast<double>((n - 1) * s);
+  counts.data()[1] = static_cast<double>(s);
+  for (unsigned flags : every_flags) {
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_moments(&shape, x.data(), mean.data(), m2.data()));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_moments(&first, x.data(), means.data(), m2s.data()));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_moments(&second, x.data() + last, means.data() + c, m2s.data() + c));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_merge_moments(2, c, counts.data(), means.data(), m2s.data(),
+                                                       merged_mean.data(), merged_m2.data(), count.data()));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_finish_moments(c, count.data()[0], merged_mean.data(), merged_m2.data(),
+                                                        1e-5f, bm.data(), bi.data(), rm.data(), rv.data(), 0.1f));
+    // The merge written over row 0, and a finish without outputs but the running statistics.
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_merge_moments(2, c, counts.data(), means.data(), m2s.data(), means.data(),
+                                                       m2s.data(), count.data()));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_finish_moments(c, count.data()[0], means.data(), m2s.data(), 1e-5f, nullptr,
+                                                        nullptr, rm.data(), rv.data(), 0.1f));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_normalize(&shape, x.data(), y.data(), gamma.data(), beta.data(), bm.data(),
+                                                   bi.data(), flags));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_normalize(&first, x.data(), y.data(), nullptr, nullptr, bm.data(), bi.data(),
+                                                   flags));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_normalize(&second, x.data() + last, y.data() + last, gamma.data(),
+                                                   beta.data(), bm.data(), bi.data(), flags));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_backward_reduce(&shape, x.data(), dy.data(), gamma.data(), beta.data(),
+                                                         bm.data(), bi.data(), sum_dy.data(), sum_dy_xhat.data(),
+                                                         flags));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_backward_reduce(&first, x.data(), dy.data(), nullptr, nullptr, bm.data(),
+                                                         bi.data(), mean.data(), m2.data(), flags));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_backward_reduce(&second, x.data() + last, dy.data() + last, gamma.data(),
+                                                         beta.data(), bm.data(), bi.data(), mean.data(), m2.data(),
+                                                         flags));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_backward_apply(&shape, x.data(), dy.data(), gamma.data(), beta.data(),
+                                                        bm.data(), bi.data(), sum_dy.data(), sum_dy_xhat.data(),
+                                                        count.data()[0], dx.data(), flags));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_backward_apply(&first, x.data(), dy.data(), nullptr, nullptr, bm.data(),
+                                                        bi.data(), sum_dy.data(), sum_dy_xhat.data(), count.data()[0],
+                                                        dx.data(), flags));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_backward_apply(&second, x.data() + last, dy.data() + last, gamma.data(),
+                                                        beta.data(), bm.data(), bi.data(), sum_dy.data(),
+                                                        sum_dy_xhat.data(), count.data()[0], dx.data() + last, flags));
+    // In place.
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_normalize(&shape, y.data(), y.data(), gamma.data(), beta.data(), bm.data(),
+                                                   bi.data(), flags));
+    ASSERT_EQ(SIMDNORM_SUCCESS, simdnorm_backward_apply(&shape, x.data(), dy.data(), gamma.data(), beta.data(),
+                                                        bm.data(), bi.data(), sum_dy.data(), sum_dy_xhat.data(),
+                                                        count.data()[0], dy.data(), flags));
+  }
+}
+
 TEST_P(GuardPages, EveryRemainderOfCAndSpatialModulo16) {
   for (Edge edge : {Edge::kEnd, Edge::kStart}) {
     for (simdnorm_layout layout : {SIMDNORM_NCHW, SIMDNORM_NHWC}) {
@@ -98,6 +167,8 @@ TEST_P(GuardPages, EveryRemainderOfCAndSpatialModulo16) {
           SCOPED_TRACE(testing::Message() << "c=" << c << " spatial=" << s << " layout=" << layout
                                           << (edge == Edge::kEnd ? " end" : " start"));
           RunAllOperations(2, c, s, layout, edge, c * 1000 + s);
+          if (HasFatalFailure()) return;
+          RunSplitPhases(2, c, s, layout, edge, c * 1000 + s, {0u, SIMDNORM_FUSE_RELU});
           if (HasFatalFailure()) return;
         }
       }
@@ -112,6 +183,10 @@ TEST_P(GuardPages, LongRunsAndChunkBoundaries) {
     RunAllOperations(1, 2, (std::size_t{1} << 20) + 37, layout, Edge::kEnd, 8);
     RunAllOperations(7, 2, 299999, layout, Edge::kEnd, 9);
     RunAllOperations(301, 19, 3, layout, Edge::kEnd, 10);
+    // The split phases with the ReLU only (time): channels of over 2^20 values, cut into chunks and shared by the
+    // team, as a whole batch and as parts.
+    RunSplitPhases(3, 1, (std::size_t{1} << 20) / 3 + 5, layout, Edge::kEnd, 7, {SIMDNORM_FUSE_RELU});
+    RunSplitPhases(7, 2, 299999, layout, Edge::kStart, 9, {SIMDNORM_FUSE_RELU});
   }
 }
 

@@ -176,7 +176,9 @@ SIMDNORM_API simdnorm_status simdnorm_finish_moments(size_t c, double count, con
                                                      float* running_mean, float* running_var, float momentum);
 
 /* The normalisation of forward training with given statistics: y = gamma*(x - batch_mean)*batch_invstd + beta with
- * exactly the arithmetic forward training uses (and max(0, .) with SIMDNORM_FUSE_RELU); y may equal x. */
+ * exactly the arithmetic forward training uses (and max(0, .) with SIMDNORM_FUSE_RELU); y may equal x.
+ * That arithmetic is y = a*x + b with a = gamma*batch_invstd and b = beta - batch_mean*a rounded to float: statistics
+ * no training pass produces (|batch_mean*a| beyond the float range) give an infinite b, and y follows it. */
 SIMDNORM_API simdnorm_status simdnorm_normalize(const simdnorm_shape* shape, const float* x, float* y,
                                                 const float* gamma, const float* beta, const float* batch_mean,
                                                 const float* batch_invstd, unsigned flags);
