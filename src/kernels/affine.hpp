@@ -66,7 +66,7 @@ void Kernels<Arch>::affine_rows_impl(const float* x, float* y, const RowWalk& wa
     F va[V], vb[V];
     for (std::size_t v = 0; v < V; ++v) va[v] = F::load_unaligned(a + v * W), vb[v] = F::load_unaligned(b + v * W);
     auto value = [&](std::size_t r, std::size_t v, std::size_t count) SIMDNORM_INLINE {
-      return activate<Relu>(xsimd::fma(va[v], load_lanes(x + r * stride + v * W, count), vb[v]));
+      return activate<Relu>(Native::fma(va[v], load_lanes(x + r * stride + v * W, count), vb[v]));
     };
     store_narrow_rows<Stream, V>(y, rows, stride, c, x == y, value);
   });
@@ -74,7 +74,7 @@ void Kernels<Arch>::affine_rows_impl(const float* x, float* y, const RowWalk& wa
   // read unaligned at the same offsets.
   auto value = [=](std::size_t r, std::size_t i, std::size_t count) SIMDNORM_INLINE {  // by value: see store_rows
     return activate<Relu>(
-        xsimd::fma(F::load_unaligned(a + i), load_lanes(x + r * stride + i, count), F::load_unaligned(b + i)));
+        Native::fma(F::load_unaligned(a + i), load_lanes(x + r * stride + i, count), F::load_unaligned(b + i)));
   };
   if (!narrow) store_rows<Stream>(y, rows, stride, c, x == y, value);
   if constexpr (Stream) _mm_sfence();

@@ -33,7 +33,7 @@ void Kernels<Arch>::grad_sums_run_impl(const float* x, const float* dy, const Ru
         const F vx = F::load_unaligned(px + i + u * W);
         const F g = masked_dy<Relu>(vx, F::load_unaligned(pd + i + u * W), a, b);
         b1 += g;
-        b2 = xsimd::fma(g, vx - mean, b2);
+        b2 = Native::fma(g, vx - mean, b2);
       }
       add_widened(s1_lo, s1_hi, b1);
       add_widened(s2_lo, s2_hi, b2);
@@ -82,7 +82,7 @@ void Kernels<Arch>::grad_sums_rows_impl(const float* x, const float* dy, const R
         const F vd = load_lanes(dr + at, lanes);
         const F g = masked_dy<Relu>(vx, vd, a, b);
         b1 += g;
-        b2 = xsimd::fma(g, vx - mean, b2);
+        b2 = Native::fma(g, vx - mean, b2);
       }
       // Lanes past c: dy = 0 so g = 0, and the padded per-channel arrays are finite, so nothing but 0 is added.
       add_widened(sum_dy + j, b1);

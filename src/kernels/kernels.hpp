@@ -300,7 +300,7 @@ struct Kernels {
   template <bool Relu>
   static F masked_dy(F x, F dy, F a, F b) {
     if constexpr (Relu) {
-      return xsimd::select(xsimd::fma(a, x, b) <= F(0.0f), F(0.0f), dy);
+      return xsimd::select(Native::fma(a, x, b) <= F(0.0f), F(0.0f), dy);
     } else {
       (void)x, (void)a, (void)b;
       return dy;
@@ -312,7 +312,7 @@ struct Kernels {
   template <bool Relu>
   static F grad_input(F x, F dy, F mean, F invstd, F a, F b, F k_dy, F mean_dy, F mean_dy_xhat) {
     const F xhat = (x - mean) * invstd;
-    return k_dy * xsimd::fnma(xhat, mean_dy_xhat, masked_dy<Relu>(x, dy, a, b) - mean_dy);
+    return k_dy * Native::fnma(xhat, mean_dy_xhat, masked_dy<Relu>(x, dy, a, b) - mean_dy);
   }
 
   // The count lanes at p: a whole vector when count == W, else the first count lanes (the rest 0).
@@ -446,8 +446,8 @@ struct Kernels {
   template <bool Relu, bool Stream>
   static void affine_span(const float* x, float* y, std::size_t len, F a, F b) {
     store_span<Stream>(
-        y, len, [&](std::size_t i) { return activate<Relu>(xsimd::fma(a, F::load_unaligned(x + i), b)); },
-        [&](std::size_t i, std::size_t n) { return activate<Relu>(xsimd::fma(a, Native::load_first(x + i, n), b)); });
+        y, len, [&](std::size_t i) { return activate<Relu>(Native::fma(a, F::load_unaligned(x + i), b)); },
+        [&](std::size_t i, std::size_t n) { return activate<Relu>(Native::fma(a, Native::load_first(x + i, n), b)); });
   }
   template <bool Relu, bool Stream>
   static void affine_run_impl(const float* x, float* y, const RunWalk& walk, float a, float b);
@@ -479,9 +479,7 @@ struct Kernels {
   // The first pass over an NCHW channel reads its N runs one after the other, each a fresh stream that the hardware
   // prefetchers pick up only after a few misses: a run of 56x56 floats is over before they are fully up to speed.
   // While a run is read, this touches the same offset of the next run (one stride further on), so each run arrives
-  // already in flight. Only for runs of up to kRunPrefetchFloats: what is fetched a whole longer run ahead would
-  // leave L2 before it is used.
-  static constexpr std::size_t kRunPrefetchFloats = std::size_t{1} << 16;
+  // already in flight. Only for runs of up to RunWalk::next_run_floats (see there).
   static void prefetch_block(const float* p) {
     for (std::size_t l = 0; l < U * W; l += 64 / sizeof(float)) {
       _mm_prefetch(reinterpret_cast<const char*>(p + l), _MM_HINT_T0);
@@ -508,7 +506,7 @@ struct Kernels {
       _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T0);
     }
   }
-  // Within a run longer than kRunPrefetchFloats, the hardware prefetchers alone fall behind moments_run's loads: a
+  // Within a run longer than RunWalk::next_run_floats, the hardware prefetchers alone fall behind moments_run's loads: a
   // single 16 MB run was read at 35 GB/s against 42-49 GB/s for a plain read loop on one core, and at 48 GB/s (median
   // of 15) when the pass also touches the block 8 KB ahead. grad_sums_run, with two streams, gained nothing (42 GB/s
   // either way) and does not fetch within runs.
@@ -521,7 +519,7 @@ struct Kernels {
   // with walk.fetch_floats in the block of adjacent channels' runs at the same image that the driver asked for.
   template <class Visit>
   static void for_each_run(const RunWalk& walk, std::size_t in_run, Visit&& visit) {
-    const bool short_runs = walk.len <= kRunPrefetchFloats;
+    const bool short_runs = walk.len <= walk.next_run_floats;
     const std::size_t fetch_end = walk.fetch_end > walk.end ? walk.fetch_end : walk.end;
     std::size_t e = walk.begin;
     while (e < walk.end) {

@@ -52,6 +52,10 @@ struct RunWalk {
   // find theirs in cache and fetch nothing (fetch = false).
   std::size_t fetch_floats = 0;
   bool fetch = true;
+  // Runs of up to this many floats prefetch the next run while they are read; longer runs prefetch within themselves.
+  // Drivers set it from the L2 size (src/parallel/partition.cpp): what is fetched a whole longer run ahead would leave
+  // L2 before it is used. The default is the development VM's value (a quarter of its 1 MiB L2).
+  std::size_t next_run_floats = std::size_t{1} << 16;
 };
 
 // A block of rows in a row walk.

@@ -24,6 +24,7 @@ struct Limits {
   // NHWC training and row-split backward of tensors up to these sizes run on the calling thread while the cores are
   // far apart (only with SIMDNORM_PROBE_CORES=1).
   std::size_t far_training_bytes, far_backward_bytes;
+  std::size_t next_run_floats;  // RunWalk::next_run_floats: runs that prefetch the next run while they are read
 };
 
 const Limits& limits() {
@@ -40,6 +41,7 @@ const Limits& limits() {
     r.beyond_cache_bytes = cache.last_level;
     r.far_training_bytes = cache.l2 / 2;
     r.far_backward_bytes = cache.l2 / 4;
+    r.next_run_floats = cache.l2 / 4 / sizeof(float);
     return r;
   }();
   return l;
@@ -61,6 +63,13 @@ constexpr std::size_t kStreamMinSpanBytes = std::size_t{4} << 10;
 // NHWC backward splits channels among threads only in shares of at least this many channels, so that each row is
 // long runs of one core's lines.
 constexpr std::size_t kShareMinChannels = 1024;
+
+// A walk of runs [begin, end) of the view, with the prefetch limits of this machine.
+RunWalk make_walk(const View& v, std::size_t begin, std::size_t end) {
+  RunWalk walk{v.run_stride, v.len, begin, end};
+  walk.next_run_floats = limits().next_run_floats;
+  return walk;
+}
 
 bool fetches_groups(const View& v, std::size_t inputs) {
   return v.len < kShortPlaneFloats && v.runs > 1 && inputs * v.elements * sizeof(float) >= limits().fetch_group_min_bytes;
@@ -131,19 +140,19 @@ bool shares_channels(const View& v, const Geometry& g, std::size_t inputs) {
 
 RunWalk channel_part(const View& v, std::size_t p, std::size_t last) {
   const auto at = [&](std::size_t q) { return v.per_channel * q / kChannelParts; };
-  RunWalk walk{v.run_stride, v.len, at(p), at(p + 1)};
+  RunWalk walk = make_walk(v, at(p), at(p + 1));
   walk.fetch_end = at(last);
   return walk;
 }
 
-RunWalk whole_channel(const View& v) { return RunWalk{v.run_stride, v.len, 0, v.per_channel}; }
+RunWalk whole_channel(const View& v) { return make_walk(v, 0, v.per_channel); }
 
 std::size_t run_chunks(const View& v) { return (v.per_channel + kRunChunk - 1) / kRunChunk; }
 
 RunWalk run_chunk(const View& v, std::size_t chunk, std::size_t chunks) {
   const std::size_t begin = chunk * kRunChunk;
   const std::size_t end = chunk + 1 == chunks ? v.per_channel : begin + kRunChunk;
-  return RunWalk{v.run_stride, v.len, begin, end};
+  return make_walk(v, begin, end);
 }
 
 std::size_t plane_item_floats() { return limits().plane_item_floats; }
