@@ -19,8 +19,22 @@ install(TARGETS simdnorm EXPORT simdnormTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
   LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
   INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
-install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/simdnorm DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+# simdnorm_mpi.h goes with its library: a build without MPI installs neither.
+if(TARGET simdnorm_mpi)
+  set(_simdnorm_header_filter "")
+else()
+  set(_simdnorm_header_filter PATTERN simdnorm_mpi.h EXCLUDE)
+endif()
+install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/simdnorm DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+  ${_simdnorm_header_filter})
 install(EXPORT simdnormTargets NAMESPACE simdnorm:: DESTINATION ${SIMDNORM_INSTALL_CMAKEDIR})
+
+# The component mpi (simdnorm::mpi, static whatever BUILD_SHARED_LIBS says) has an export set of its own, which
+# simdnormConfig.cmake loads, with MPI, only when find_package(simdnorm COMPONENTS mpi) asks for it.
+if(TARGET simdnorm_mpi)
+  install(TARGETS simdnorm_mpi EXPORT simdnormMpiTargets ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR})
+  install(EXPORT simdnormMpiTargets NAMESPACE simdnorm:: DESTINATION ${SIMDNORM_INSTALL_CMAKEDIR})
+endif()
 
 configure_package_config_file(${CMAKE_CURRENT_LIST_DIR}/simdnormConfig.cmake.in
   ${CMAKE_CURRENT_BINARY_DIR}/simdnormConfig.cmake

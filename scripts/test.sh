@@ -29,7 +29,9 @@ while [ $# -gt 0 ]; do
   shift
 done
 
-ensure_packages "${SIMDNORM_BUILD_PACKAGES[@]}" libgtest-dev libbenchmark-dev pkg-config python3
+# Open MPI (mpirun and the C library) for simdnorm::mpi and its tests, labelled mpi.
+ensure_packages "${SIMDNORM_BUILD_PACKAGES[@]}" libgtest-dev libbenchmark-dev pkg-config python3 \
+  openmpi-bin libopenmpi-dev
 
 cmake -S . -B "$build_dir" "${cmake_args[@]}"
 cmake --build "$build_dir" -j "$(nproc)"
