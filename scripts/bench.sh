@@ -2,7 +2,8 @@
 # What simdnorm is worth on this machine: installs what is missing (apt-get, as root), builds the benchmark suite in
 # Release (build-bench/), runs it and prints a table of simdnorm against its naive reference, oneDNN and a streaming
 # baseline. Leaves in bench-results/: results.json (Google Benchmark's raw JSON), console.txt, report.md and
-# throughput_*.png plots.
+# throughput_*.png plots. Where Open MPI is installed (it installs it), report.md ends with the cost of synchronising
+# batch norm across two processes (bench/mpi).
 #
 #   scripts/bench.sh                 default grid: 3 ResNet-50 BN layers at N = 1..64, 6 more at N = 1 and 32,
 #                                    a 1024-wide N x C matrix (about 15 minutes on 2 cores)
@@ -15,6 +16,7 @@
 #   --repetitions K    rounds over the whole grid; each benchmark is reported as its median (default 3)
 #   --min-time S       minimum time of each benchmark in each round, in seconds (default 0.1; 0.05 with --quick)
 #   --no-onednn        build without the oneDNN comparison (and do not install libdnnl-dev)
+#   --no-mpi           skip the synchronised batch norm benchmark (and do not install Open MPI)
 #   --no-build         run the existing build-bench/ as it is
 #   --out DIR          where to write the results (default bench-results)
 #   -- ARGS            passed to simdnorm_bench as they are (see build-bench/bench/simdnorm_bench --help)
@@ -31,6 +33,7 @@ filter=""
 repetitions=3
 min_time=""
 onednn=1
+mpi=1
 build=1
 out_dir=bench-results
 passthrough=()
@@ -47,6 +50,7 @@ while [ $# -gt 0 ]; do
     --min-time) min_time="${2:?--min-time needs seconds}"; shift ;;
     --min-time=*) min_time="${1#*=}" ;;
     --no-onednn) onednn=0 ;;
+    --no-mpi) mpi=0 ;;
     --no-build) build=0 ;;
     --out) out_dir="${2:?--out needs a directory}"; shift ;;
     --out=*) out_dir="${1#*=}" ;;
@@ -71,6 +75,7 @@ fi
 packages=("${SIMDNORM_BUILD_PACKAGES[@]}" libbenchmark-dev gnuplot-nox python3)
 # Debian's oneDNN CMake config requires OpenCL's development files, a package it only recommends.
 [ "$onednn" = 1 ] && packages+=(libdnnl-dev ocl-icd-opencl-dev)
+[ "$mpi" = 1 ] && packages+=(openmpi-bin libopenmpi-dev)
 ensure_packages "${packages[@]}" || exit 1
 # Debian's interpreter, which the report script is written for (standard library only).
 python=/usr/bin/python3
@@ -81,17 +86,21 @@ build_dir=build-bench
 binary="$build_dir/bench/simdnorm_bench"
 if [ "$build" = 1 ]; then
   cmake_args=(-DCMAKE_BUILD_TYPE=Release -DSIMDNORM_BUILD_TESTS=OFF -DSIMDNORM_BUILD_BENCHMARKS=ON
-              -DCMAKE_DISABLE_FIND_PACKAGE_dnnl=$([ "$onednn" = 1 ] && echo OFF || echo ON))
+              -DCMAKE_DISABLE_FIND_PACKAGE_dnnl=$([ "$onednn" = 1 ] && echo OFF || echo ON)
+              -DSIMDNORM_MPI=$([ "$mpi" = 1 ] && echo AUTO || echo OFF))
   mkdir -p "$build_dir"
   log="$build_dir/bench-build.log"
   echo "Building simdnorm_bench (Release) in $build_dir/ ..."
-  if ! { cmake -S . -B "$build_dir" "${cmake_args[@]}" && cmake --build "$build_dir" -j "$(nproc)" --target simdnorm_bench; } \
-      >"$log" 2>&1; then
+  # simdnorm_bench_mpi exists only where CMake found MPI (bench/mpi is then configured).
+  if ! { cmake -S . -B "$build_dir" "${cmake_args[@]}" &&
+         cmake --build "$build_dir" -j "$(nproc)" --target simdnorm_bench &&
+         { [ "$mpi" = 0 ] || [ ! -f "$build_dir/bench/mpi/Makefile" ] ||
+           cmake --build "$build_dir" -j "$(nproc)" --target simdnorm_bench_mpi; }; } >"$log" 2>&1; then
     tail -n 40 "$log" >&2
     echo "scripts/bench.sh: the build failed; the full log is $log" >&2
     exit 1
   fi
-  grep -h "oneDNN" "$log" | sed 's/^-- /  /' || true
+  grep -h "oneDNN\|simdnorm::mpi" "$log" | sed 's/^-- /  /' || true
 elif [ ! -x "$binary" ]; then
   echo "scripts/bench.sh: --no-build, but $binary does not exist" >&2
   exit 1
@@ -172,6 +181,27 @@ rm -f "$out_dir/console.stderr"
 "$python" scripts/bench_report.py "$out_dir/results.json" --out "$out_dir" \
   --command "$command_line" --load-after "$(cut -d' ' -f1-3 /proc/loadavg 2>/dev/null | tr ' ' ',' | sed 's/,/, /g')"
 printf 'Benchmarks took %dm%02ds.\n' $((elapsed / 60)) $((elapsed % 60))
+
+# --- synchronised batch norm over MPI: two ranks of one thread each ----------------------------------------------
+mpi_binary="$build_dir/bench/mpi/simdnorm_bench_mpi"
+if [ "$mpi" = 1 ] && [ -x "$mpi_binary" ] && command -v mpirun >/dev/null 2>&1; then
+  echo "Timing batch norm synchronised over MPI (mpirun -np 2, one thread a rank) ..."
+  reps=31
+  [ "$grid" = quick ] && reps=5
+  if table=$(OMP_NUM_THREADS=1 OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 \
+             timeout 600 mpirun --oversubscribe -np 2 "$mpi_binary" --reps "$reps" 2>"$out_dir/mpi.stderr"); then
+    printf '\n## Synchronised batch norm over MPI\n\n%s\n' "$table" >>"$out_dir/report.md"
+    printf '%s\n' "$table" | grep '^|'
+    echo "  (also at the end of $out_dir/report.md)"
+    rm -f "$out_dir/mpi.stderr"
+  else
+    cat "$out_dir/mpi.stderr" >&2
+    echo "scripts/bench.sh: the MPI benchmark failed" >&2
+    exit 1
+  fi
+elif [ "$mpi" = 1 ]; then
+  echo "  (simdnorm::mpi was not built: no MPI benchmark)"
+fi
 if [ "$status" -ne 0 ]; then
   echo "scripts/bench.sh: simdnorm_bench exited with status $status (some benchmarks failed; see above)" >&2
   exit "$status"
