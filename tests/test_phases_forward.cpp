@@ -8,6 +8,7 @@
 
 #include "checkers.hpp"
 #include "grids.hpp"
+#include "phases_common.hpp"
 
 namespace simdnorm_test {
 namespace {
@@ -72,11 +73,7 @@ struct Outputs {
   std::string message;
 };
 
-struct Options {
-  bool inplace = false, relu = false;
-  std::size_t misalign = 0;
-  unsigned flags() const { return relu ? SIMDNORM_FUSE_RELU : 0u; }
-};
+using Options = PhaseOptions;
 
 std::string Describe(const Problem& p, const Options& o, std::size_t parts) {
   std::ostringstream os;
@@ -171,37 +168,15 @@ bool OnePartIsBitwise(const Problem& p, const Options& o) {
   return ok;
 }
 
-// Every combination of in place, ReLU and gamma/beta on one shape.
 bool OnePartEveryOption(const simdnorm_shape& shape, std::uint64_t seed) {
   Problem p(shape, seed, false, false);
-  // Past 2^18 values, the four combinations with an even number of options on: each option on in two of them, each
-  // pair of options in all four states (the suite runs under ASan too).
-  const bool large = Elements(shape) > (std::size_t{1} << 18);
-  bool ok = true;
-  for (unsigned bits = 0; bits < 8 && ok; ++bits) {
-    if (large && __builtin_popcount(bits) % 2 != 0) continue;
-    Options o;
-    o.inplace = bits & 1u;
-    o.relu = bits & 2u;
-    o.misalign = MixSeed({seed, bits}) % 4 == 0 ? 1 : 0;
-    p.gamma_beta = bits & 4u;
-    ok = OnePartIsBitwise(p, o);
-  }
-  return ok;
+  return EveryOption(shape, seed, [&](const Options& o, bool gamma_beta) {
+    p.gamma_beta = gamma_beta;
+    return OnePartIsBitwise(p, o);
+  });
 }
 
-void OnePartGrid(simdnorm_layout layout) {
-  FailureBudget budget;
-  std::uint64_t index = 0;
-  for (std::size_t n : kGridN) {
-    for (std::size_t c : kGridC) {
-      for (std::size_t s : kGridSpatial) {
-        if (n * s < 2) continue;
-        if (!budget.Record(OnePartEveryOption(MakeShape(n, c, s, layout), ++index))) return;
-      }
-    }
-  }
-}
+void OnePartGrid(simdnorm_layout layout) { ForEachGridShape(layout, OnePartEveryOption); }
 
 TEST_P(PhasesForwardTest, OnePartIsForwardTrainingBitwiseGridNCHW) { OnePartGrid(SIMDNORM_NCHW); }
 TEST_P(PhasesForwardTest, OnePartIsForwardTrainingBitwiseGridNHWC) { OnePartGrid(SIMDNORM_NHWC); }
