@@ -1,4 +1,4 @@
-// The C entry points: validate everything, then hand over to the drivers.
+// The C entry points: validate everything, then hand over to the ops (src/ops).
 #include <simdnorm/simdnorm.h>
 
 #include "ops/batch_norm.hpp"

@@ -120,7 +120,7 @@ TEST_P(BackwardTest, LargeShapes) {
 }
 
 // NHWC rows wide enough for a team of two to split the channels instead of the rows, in shares of at least 1024
-// (out of place or without dx, and in cache only: see splits_channels in src/drivers.cpp), the second share of 2100
+// (out of place or without dx, and in cache only: see splits_channels in src/parallel/partition.hpp), the second share of 2100
 // channels ending in a partial vector; in place, which splits the rows, for comparison.
 TEST_P(BackwardTest, WideRowsSharedByChannels) {
   simdnorm_set_num_threads(2);

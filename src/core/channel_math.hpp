@@ -1,6 +1,6 @@
-// The per-channel arithmetic in scalar, for baseline code: the same formulas, with the same roundings, as the
-// vector kernels' per-channel steps (kernels.hpp: stats_rows, fold_wide, grad_finish_rows), so that a channel
-// finished either way gives the same bits. Only baseline units include this file.
+// The per-channel arithmetic in scalar, for baseline code: the same formulas, with the same roundings, as the vector
+// kernels' per-channel steps (kernels/channel.hpp: stats_rows, fold_wide, grad_finish_rows), so that a channel
+// finished either way gives the same bits (tests/kernels/test_channel_kernels.cpp holds them to it). Only baseline units include this file.
 #ifndef SIMDNORM_SRC_CORE_CHANNEL_MATH_HPP_
 #define SIMDNORM_SRC_CORE_CHANNEL_MATH_HPP_
 

@@ -1,5 +1,5 @@
-// The interface between the drivers (which walk a layout and split work over threads, compiled for baseline x86-64)
-// and the kernels (single-threaded inner loops, one source instantiated per ISA). Plain types only: this header is
+// The interface between the ops (src/ops: they walk a layout and split work over threads, compiled for baseline
+// x86-64) and the kernels (single-threaded inner loops, one source instantiated per ISA). Plain types only: this header is
 // included by baseline code and must not pull in SIMD types.
 //
 // The two layouts are two walks over the same arithmetic:
