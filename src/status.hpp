@@ -134,6 +134,62 @@ struct ApplyArgs {
   double count;
 };
 
+// LayerNorm and RMSNorm (rows x cols, row-major). RMSNorm leaves beta and mean NULL.
+struct RowNormArgs {
+  std::size_t rows;
+  std::size_t cols;
+  const float* x;
+  float* y;
+  const float* gamma;
+  const float* beta;
+  float eps;
+  float* mean;
+  float* rstd;
+  unsigned flags;
+};
+struct RowNormBackwardArgs {
+  std::size_t rows;
+  std::size_t cols;
+  const float* x;
+  const float* dy;
+  const float* gamma;
+  const float* mean;  // required for LayerNorm, NULL for RMSNorm
+  const float* rstd;
+  float* dx;
+  float* dgamma;
+  float* dbeta;  // NULL for RMSNorm
+  unsigned flags;
+};
+// GroupNorm.
+struct GroupNormArgs {
+  const simdnorm_shape* shape;
+  std::size_t groups;
+  const float* x;
+  float* y;
+  const float* gamma;
+  const float* beta;
+  float eps;
+  float* mean;
+  float* rstd;
+  unsigned flags;
+};
+struct GroupNormBackwardArgs {
+  const simdnorm_shape* shape;
+  std::size_t groups;
+  const float* x;
+  const float* dy;
+  const float* gamma;
+  const float* beta;
+  const float* mean;
+  const float* rstd;
+  float* dx;
+  float* dgamma;
+  float* dbeta;
+  unsigned flags;
+};
+// Which of the two row norms an argument set belongs to (they differ in what is required and allowed).
+enum class RowNorm { kLayer, kRms };
+
 simdnorm_status validate(const char* fn, const TrainingArgs& args, Geometry* geometry);
 simdnorm_status validate(const char* fn, const InferenceArgs& args, Geometry* geometry);
 simdnorm_status validate(const char* fn, const BackwardArgs& args, Geometry* geometry);
@@ -145,6 +201,10 @@ simdnorm_status validate(const char* fn, const FinishArgs& args);
 simdnorm_status validate(const char* fn, const NormalizeArgs& args, Geometry* geometry);
 simdnorm_status validate(const char* fn, const ReduceArgs& args, Geometry* geometry);
 simdnorm_status validate(const char* fn, const ApplyArgs& args, Geometry* geometry);
+simdnorm_status validate(const char* fn, RowNorm norm, const RowNormArgs& args);
+simdnorm_status validate(const char* fn, RowNorm norm, const RowNormBackwardArgs& args);
+simdnorm_status validate(const char* fn, const GroupNormArgs& args, Geometry* geometry);
+simdnorm_status validate(const char* fn, const GroupNormBackwardArgs& args, Geometry* geometry);
 
 // Offset of element (n, c, s) in a tensor of the given geometry.
 inline std::size_t element_offset(const Geometry& g, std::size_t n, std::size_t c, std::size_t s) {

@@ -74,6 +74,31 @@ SIMDNORM_API simdnorm_status simdnorm_reference_backward_apply(const simdnorm_sh
                                                                const double* sum_dy_xhat, double count, float* dx,
                                                                unsigned flags);
 
+/* LayerNorm, RMSNorm and GroupNorm: the same contracts as simdnorm.h's, two passes in double. */
+SIMDNORM_API simdnorm_status simdnorm_reference_layer_norm_forward(size_t rows, size_t cols, const float* x, float* y,
+                                                                   const float* gamma, const float* beta, float eps,
+                                                                   float* mean, float* rstd, unsigned flags);
+SIMDNORM_API simdnorm_status simdnorm_reference_layer_norm_backward(size_t rows, size_t cols, const float* x,
+                                                                    const float* dy, const float* gamma,
+                                                                    const float* mean, const float* rstd, float* dx,
+                                                                    float* dgamma, float* dbeta, unsigned flags);
+SIMDNORM_API simdnorm_status simdnorm_reference_rms_norm_forward(size_t rows, size_t cols, const float* x, float* y,
+                                                                 const float* gamma, float eps, float* rstd,
+                                                                 unsigned flags);
+SIMDNORM_API simdnorm_status simdnorm_reference_rms_norm_backward(size_t rows, size_t cols, const float* x,
+                                                                  const float* dy, const float* gamma,
+                                                                  const float* rstd, float* dx, float* dgamma,
+                                                                  unsigned flags);
+SIMDNORM_API simdnorm_status simdnorm_reference_group_norm_forward(const simdnorm_shape* shape, size_t groups,
+                                                                   const float* x, float* y, const float* gamma,
+                                                                   const float* beta, float eps, float* mean,
+                                                                   float* rstd, unsigned flags);
+SIMDNORM_API simdnorm_status simdnorm_reference_group_norm_backward(const simdnorm_shape* shape, size_t groups,
+                                                                    const float* x, const float* dy,
+                                                                    const float* gamma, const float* beta,
+                                                                    const float* mean, const float* rstd, float* dx,
+                                                                    float* dgamma, float* dbeta, unsigned flags);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

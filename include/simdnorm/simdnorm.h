@@ -199,6 +199,53 @@ SIMDNORM_API simdnorm_status simdnorm_backward_apply(const simdnorm_shape* shape
                                                      const double* sum_dy_xhat, double count, float* dx,
                                                      unsigned flags);
 
+/* ---- LayerNorm, RMSNorm and GroupNorm ----
+ * PyTorch's conventions (torch.nn.LayerNorm, RMSNorm, GroupNorm): biased variance, eps inside the square root,
+ * statistics saved in float as mean and rstd = 1/sqrt(var + eps). Validation as above: every argument is checked
+ * before anything is written. Non-finite data propagates and the call succeeds. flags must be 0 unless said
+ * otherwise. In every backward, x, dy and the saved statistics are required. */
+
+/* LayerNorm over the last dimension: x is rows x cols, row-major. Per row: mean = sum(x)/cols,
+ * var = sum((x - mean)^2)/cols, rstd = 1/sqrt(var + eps), y = (x - mean)*rstd*gamma[j] + beta[j].
+ * gamma, beta: length cols, each may be NULL (ones, zeros). mean, rstd: length rows, outputs, each may be NULL.
+ * y may equal x. rows, cols >= 1. */
+SIMDNORM_API simdnorm_status simdnorm_layer_norm_forward(size_t rows, size_t cols, const float* x, float* y,
+                                                         const float* gamma, const float* beta, float eps,
+                                                         float* mean, float* rstd, unsigned flags);
+
+/* With xhat = (x - mean)*rstd from the saved statistics: dbeta[j] = sum over rows of dy, dgamma[j] = sum over rows
+ * of dy*xhat, dx = rstd*(g - mean_j(g) - xhat*mean_j(g*xhat)) with g = dy*gamma[j]. dx, dgamma, dbeta each may be
+ * NULL; dx may equal dy. */
+SIMDNORM_API simdnorm_status simdnorm_layer_norm_backward(size_t rows, size_t cols, const float* x, const float* dy,
+                                                          const float* gamma, const float* mean, const float* rstd,
+                                                          float* dx, float* dgamma, float* dbeta, unsigned flags);
+
+/* RMSNorm: per row rstd = 1/sqrt(sum(x^2)/cols + eps), y = x*rstd*gamma[j]; gamma may be NULL; rstd may be NULL.
+ * Backward, with xhat = x*rstd and g = dy*gamma[j]: dx = rstd*(g - xhat*mean_j(g*xhat)), dgamma[j] = sum over rows
+ * of dy*xhat. */
+SIMDNORM_API simdnorm_status simdnorm_rms_norm_forward(size_t rows, size_t cols, const float* x, float* y,
+                                                       const float* gamma, float eps, float* rstd, unsigned flags);
+SIMDNORM_API simdnorm_status simdnorm_rms_norm_backward(size_t rows, size_t cols, const float* x, const float* dy,
+                                                        const float* gamma, const float* rstd, float* dx,
+                                                        float* dgamma, unsigned flags);
+
+/* GroupNorm: the c channels of `shape` form `groups` groups of c/groups consecutive channels (c % groups == 0).
+ * Per (image n, group g): mean and rstd over the (c/groups)*spatial values; y = (x - mean)*rstd*gamma[c] + beta[c]
+ * (then max(0, .) with SIMDNORM_FUSE_RELU). gamma, beta: length c, may be NULL. mean, rstd: n x groups (row n),
+ * outputs, may be NULL. Both layouts; y may equal x. groups == c is InstanceNorm, groups == 1 LayerNorm over
+ * (c, spatial). */
+SIMDNORM_API simdnorm_status simdnorm_group_norm_forward(const simdnorm_shape* shape, size_t groups, const float* x,
+                                                         float* y, const float* gamma, const float* beta, float eps,
+                                                         float* mean, float* rstd, unsigned flags);
+
+/* dgamma[c], dbeta[c] summed over images and spatial positions; dx per group as for LayerNorm. With
+ * SIMDNORM_FUSE_RELU, dy is masked where the forward output was <= 0, recomputed bit-exactly (beta is read then).
+ * dx, dgamma, dbeta each may be NULL; dx may equal dy. */
+SIMDNORM_API simdnorm_status simdnorm_group_norm_backward(const simdnorm_shape* shape, size_t groups, const float* x,
+                                                          const float* dy, const float* gamma, const float* beta,
+                                                          const float* mean, const float* rstd, float* dx,
+                                                          float* dgamma, float* dbeta, unsigned flags);
+
 #ifdef __cplusplus
 } /* extern "C" */
 #endif

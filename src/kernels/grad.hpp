@@ -124,7 +124,7 @@ template <bool Relu, bool Stream>
 void Kernels<Arch>::grad_input_run_impl(const float* x, const float* dy, float* dx, const RunWalk& walk,
                                         const GradCoefficients& k) {
   const F mean(k.mean), invstd(k.invstd), a(k.a), b(k.b), k_dy(k.k_dy), mean_dy(k.mean_dy),
-      mean_dy_xhat(k.mean_dy_xhat);
+      mean_dy_xhat(k.mean_dy_xhat), k_in(k.k_in);  // k_in = 1 (batch norm) leaves dy' exact
   for_each_run_in_order(walk, [&](std::size_t start, std::size_t len) {
     const float* xr = x + start;
     const float* dr = dy + start;
@@ -132,11 +132,11 @@ void Kernels<Arch>::grad_input_run_impl(const float* x, const float* dy, float* 
         dx + start, len,
         [&](std::size_t i) {
           return grad_input<Relu>(F::load_unaligned(xr + i), F::load_unaligned(dr + i), mean, invstd, a, b, k_dy,
-                                  mean_dy, mean_dy_xhat);
+                                  mean_dy, mean_dy_xhat, k_in);
         },
         [&](std::size_t i, std::size_t count) {
           return grad_input<Relu>(Native::load_first(xr + i, count), Native::load_first(dr + i, count), mean, invstd,
-                                  a, b, k_dy, mean_dy, mean_dy_xhat);
+                                  a, b, k_dy, mean_dy, mean_dy_xhat, k_in);
         });
   });
   if constexpr (Stream) _mm_sfence();
@@ -151,7 +151,7 @@ void Kernels<Arch>::grad_input_run(const float* x, const float* dy, float* dx, c
 }
 
 template <class Arch>
-template <bool Relu, bool Stream>
+template <bool Relu, bool Stream, bool Scaled>
 void Kernels<Arch>::grad_input_rows_impl(const float* x, const float* dy, float* dx, const RowWalk& walk,
                                          const GradCoefficientArrays& coefficients) {
   auto coefficient = [](const float* array, std::size_t i) { return F::load_unaligned(array + i); };
@@ -161,27 +161,40 @@ void Kernels<Arch>::grad_input_rows_impl(const float* x, const float* dy, float*
   const bool narrow = with_narrow_rows<Stream>(dx, stride, c, [&](auto vectors) {
     constexpr std::size_t V = decltype(vectors)::value;
     struct At {
-      F mean, invstd, a, b, k_dy, mean_dy, mean_dy_xhat;
+      F mean, invstd, a, b, k_dy, mean_dy, mean_dy_xhat, k_in;
     };
     At co[V];
     for (std::size_t v = 0; v < V; ++v) {
       const std::size_t i = v * W;
-      co[v] = At{coefficient(k.mean, i), coefficient(k.invstd, i), coefficient(k.a, i), coefficient(k.b, i),
-                 coefficient(k.k_dy, i), coefficient(k.mean_dy, i), coefficient(k.mean_dy_xhat, i)};
+      co[v] = At{coefficient(k.mean, i),   coefficient(k.invstd, i),  coefficient(k.a, i),
+                 coefficient(k.b, i),      coefficient(k.k_dy, i),    coefficient(k.mean_dy, i),
+                 coefficient(k.mean_dy_xhat, i), Scaled ? coefficient(k.k_in, i) : F(1.0f)};
     }
     auto value = [&](std::size_t r, std::size_t v, std::size_t count) SIMDNORM_INLINE {
       const At& q = co[v];
       const std::size_t at = r * stride + v * W;
-      return grad_input<Relu>(load_lanes(x + at, count), load_lanes(dy + at, count), q.mean, q.invstd, q.a, q.b,
-                              q.k_dy, q.mean_dy, q.mean_dy_xhat);
+      if constexpr (Scaled) {
+        return grad_input<Relu>(load_lanes(x + at, count), load_lanes(dy + at, count), q.mean, q.invstd, q.a, q.b,
+                                q.k_dy, q.mean_dy, q.mean_dy_xhat, q.k_in);
+      } else {
+        return grad_input<Relu>(load_lanes(x + at, count), load_lanes(dy + at, count), q.mean, q.invstd, q.a, q.b,
+                                q.k_dy, q.mean_dy, q.mean_dy_xhat);
+      }
     };
     store_narrow_rows<Stream, V>(dx, rows, stride, c, in_place, value);
   });
   auto value = [=](std::size_t r, std::size_t i, std::size_t count) SIMDNORM_INLINE {  // by value: see store_rows
     const std::size_t at = r * stride + i;
-    return grad_input<Relu>(load_lanes(x + at, count), load_lanes(dy + at, count), coefficient(k.mean, i),
-                            coefficient(k.invstd, i), coefficient(k.a, i), coefficient(k.b, i),
-                            coefficient(k.k_dy, i), coefficient(k.mean_dy, i), coefficient(k.mean_dy_xhat, i));
+    if constexpr (Scaled) {
+      return grad_input<Relu>(load_lanes(x + at, count), load_lanes(dy + at, count), coefficient(k.mean, i),
+                              coefficient(k.invstd, i), coefficient(k.a, i), coefficient(k.b, i),
+                              coefficient(k.k_dy, i), coefficient(k.mean_dy, i), coefficient(k.mean_dy_xhat, i),
+                              coefficient(k.k_in, i));
+    } else {
+      return grad_input<Relu>(load_lanes(x + at, count), load_lanes(dy + at, count), coefficient(k.mean, i),
+                              coefficient(k.invstd, i), coefficient(k.a, i), coefficient(k.b, i),
+                              coefficient(k.k_dy, i), coefficient(k.mean_dy, i), coefficient(k.mean_dy_xhat, i));
+    }
   };
   if (!narrow) store_rows<Stream>(dx, rows, stride, c, in_place, value);
   if constexpr (Stream) _mm_sfence();
@@ -191,7 +204,11 @@ template <class Arch>
 void Kernels<Arch>::grad_input_rows(const float* x, const float* dy, float* dx, const RowWalk& walk,
                                     const GradCoefficientArrays& k, bool relu, bool stream) {
   with_modes(relu, stream, [&](auto r, auto s) {
-    grad_input_rows_impl<decltype(r)::value, decltype(s)::value>(x, dy, dx, walk, k);
+    if (k.k_in != nullptr) {
+      grad_input_rows_impl<decltype(r)::value, decltype(s)::value, true>(x, dy, dx, walk, k);
+    } else {
+      grad_input_rows_impl<decltype(r)::value, decltype(s)::value, false>(x, dy, dx, walk, k);
+    }
   });
 }
 

@@ -314,6 +314,12 @@ struct Kernels {
     const F xhat = (x - mean) * invstd;
     return k_dy * Native::fnma(xhat, mean_dy_xhat, masked_dy<Relu>(x, dy, a, b) - mean_dy);
   }
+  // The same with dy' scaled by k_in first (GradCoefficients::k_in).
+  template <bool Relu>
+  static F grad_input(F x, F dy, F mean, F invstd, F a, F b, F k_dy, F mean_dy, F mean_dy_xhat, F k_in) {
+    const F xhat = (x - mean) * invstd;
+    return k_dy * Native::fnma(xhat, mean_dy_xhat, k_in * masked_dy<Relu>(x, dy, a, b) - mean_dy);
+  }
 
   // The count lanes at p: a whole vector when count == W, else the first count lanes (the rest 0).
   static F load_lanes(const float* p, std::size_t count) {
@@ -462,7 +468,7 @@ struct Kernels {
   template <bool Relu, bool Stream>
   static void grad_input_run_impl(const float* x, const float* dy, float* dx, const RunWalk& walk,
                                   const GradCoefficients& k);
-  template <bool Relu, bool Stream>
+  template <bool Relu, bool Stream, bool Scaled>
   static void grad_input_rows_impl(const float* x, const float* dy, float* dx, const RowWalk& walk,
                                    const GradCoefficientArrays& k);
 

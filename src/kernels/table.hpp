@@ -69,15 +69,19 @@ struct RowWalk {
 };
 
 // Backward coefficients of one channel: dy' = relu && a*x + b <= 0 ? 0 : dy, xhat = (x − mean)*invstd,
-// dx = k_dy*((dy' − mean_dy) − xhat*mean_dy_xhat) with k_dy = gamma*invstd, mean_dy = dbeta/m and
-// mean_dy_xhat = dgamma/m: the formula itself, whose intermediates stay within the range of the quantities the user
-// sees (a folded form k1*dy + k2*x + k3 needs invstd³, which overflows float long before dx does).
+// dx = k_dy*((k_in*dy' − mean_dy) − xhat*mean_dy_xhat). Batch norm has k_in = 1, k_dy = gamma*invstd,
+// mean_dy = dbeta/m and mean_dy_xhat = dgamma/m; GroupNorm has k_in = gamma, k_dy = rstd and the group's means of
+// gamma*dy' and gamma*dy'*xhat (gamma cannot move out of the bracket there: it may be 0). The formula itself, whose
+// intermediates stay within the range of the quantities the user sees (a folded form k1*dy + k2*x + k3 needs
+// invstd³, which overflows float long before dx does).
 struct GradCoefficients {
   float mean, invstd, a, b, k_dy, mean_dy, mean_dy_xhat;
+  float k_in = 1.0f;
 };
-// The same, as padded per-channel arrays for row walks.
+// The same, as padded per-channel arrays for row walks; k_in NULL is 1 (and costs no load).
 struct GradCoefficientArrays {
   const float *mean, *invstd, *a, *b, *k_dy, *mean_dy, *mean_dy_xhat;
+  const float* k_in = nullptr;
 };
 
 struct KernelTable {
