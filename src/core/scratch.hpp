@@ -24,6 +24,9 @@ enum class Slot : int {
   kPartials,    // Moments or GradSums of the parts of shared NCHW channels
   kGradSums,    // doubles: Σdy' and Σdy'(x − mean) per channel, per chunk of rows
   kGradArrays,  // floats: the backward coefficient arrays, then one copy a thread of the saved statistics
+  kRowSums,     // doubles: LayerNorm/RMSNorm per-row sums of a long row's chunks
+  kRowPartials,  // doubles: LayerNorm/RMSNorm column sums (dgamma, dbeta) per part of the rows
+  // GroupNorm's slots (ops/group_norm.cpp) go here, named kGroup*.
   kCount
 };
 
