@@ -21,6 +21,22 @@ inline RoundedStats round_stats(double mean, double m2, double m, float eps) {
                       static_cast<float>(1.0 / std::sqrt(m2 / m + static_cast<double>(eps)))};
 }
 
+// Mean and M2 of m values in double, two passes; for_each(f) calls f(value) for every value. What a piece whose float
+// lanes overflowed on finite data (|x − shift| near 1e19 and beyond: squares past FLT_MAX) is recomputed with, so
+// that every variance a double can hold comes out right.
+struct ExactMoments {
+  double mean, m2;
+};
+template <class ForEach>
+ExactMoments two_pass_moments(const ForEach& for_each, double m) {
+  double sum = 0.0;
+  for_each([&](float value) { sum += value; });
+  const double mean = sum / m;
+  double m2 = 0.0;
+  for_each([&](float value) { m2 += (value - mean) * (value - mean); });
+  return ExactMoments{mean, m2};
+}
+
 // y = a*x + b with a = gamma*invstd and b = beta - mean*a, each rounded once to float, b from the rounded a: then
 // a*x + b = a*(x − mean) + beta up to the rounding of b, so the rounding of a costs |a*(x − mean)| ulps rather than
 // |a*x|. Training, the ReLU mask of backward (which must reproduce the forward output exactly) and inference folding

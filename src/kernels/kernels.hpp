@@ -71,10 +71,18 @@ struct Kernels {
   static void grad_input_rows(const float* x, const float* dy, float* dx, const RowWalk& walk,
                               const GradCoefficientArrays& k, bool relu, bool stream);
 
+  static void normalize_span(const float* x, float* y, std::size_t len, const RowScalars& s, const float* gamma,
+                             const float* beta, bool stream);
+  static void row_grad_sums(const float* x, const float* dy, std::size_t len, const RowScalars& s,
+                            const float* gamma, double* sums, double* col_dy, double* col_dy_xhat);
+  static void row_grad_input(const float* x, const float* dy, float* dx, std::size_t len, const RowScalars& s,
+                             const float* gamma, bool stream);
+
   static constexpr KernelTable table(const char* name) {
     return KernelTable{name,           &moments_run,      &moments_rows,   &merge_rows,     &center_rows,    &stats_rows,    &update_running,
                        &fold_rows,     &fold_saved_rows,  &affine_run,     &affine_rows,    &affine_planes, &grad_sums_run,
-                       &grad_sums_rows, &add_rows, &grad_finish_rows, &grad_input_run, &grad_input_rows};
+                       &grad_sums_rows, &add_rows, &grad_finish_rows, &grad_input_run, &grad_input_rows,
+                       &normalize_span, &row_grad_sums, &row_grad_input};
   }
 
  private:
@@ -472,6 +480,16 @@ struct Kernels {
   static void grad_input_rows_impl(const float* x, const float* dy, float* dx, const RowWalk& walk,
                                    const GradCoefficientArrays& k);
 
+  template <bool Gamma, bool Beta, bool Stream>
+  static void normalize_span_impl(const float* x, float* y, std::size_t len, const RowScalars& s,
+                                  const float* gamma, const float* beta);
+  template <bool Gamma, bool Columns>
+  static void row_grad_sums_impl(const float* x, const float* dy, std::size_t len, const RowScalars& s,
+                                 const float* gamma, double* sums, double* col_dy, double* col_dy_xhat);
+  template <bool Gamma, bool Stream>
+  static void row_grad_input_impl(const float* x, const float* dy, float* dx, std::size_t len, const RowScalars& s,
+                                  const float* gamma);
+
   // Calls body(relu, stream) with both flags as compile-time constants (std::bool_constant).
   template <class Body>
   static void with_modes(bool relu, bool stream, const Body& body) {
@@ -579,5 +597,6 @@ struct Kernels {
 #include "kernels/channel.hpp"
 #include "kernels/grad.hpp"
 #include "kernels/moments.hpp"
+#include "kernels/row_norm.hpp"
 
 #endif  // SIMDNORM_SRC_KERNELS_KERNELS_HPP_

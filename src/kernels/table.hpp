@@ -84,6 +84,13 @@ struct GradCoefficientArrays {
   const float* k_in = nullptr;
 };
 
+// The scalars of one row of a row norm (LayerNorm, RMSNorm): its mean (0 for RMSNorm) as a float and the rest of
+// its double value (mean_lo), rstd, and for backward the row means of g = dy*gamma and of g*xhat.
+struct RowScalars {
+  float mean, mean_lo, rstd;
+  float mean_g = 0.0f, mean_g_xhat = 0.0f;
+};
+
 struct KernelTable {
   const char* name;  // "avx512", "avx2", "sse2"
 
@@ -156,6 +163,21 @@ struct KernelTable {
                          bool relu, bool stream);
   void (*grad_input_rows)(const float* x, const float* dy, float* dx, const RowWalk& walk,
                           const GradCoefficientArrays& k, bool relu, bool stream);
+
+  // Row norms: `len` floats of one row; gamma and beta point at the span's first column (the caller's arrays, read
+  // with masked tails) and may be NULL (ones, zeros).
+  // y = ((x − mean − mean_lo)*rstd)*gamma + beta; y may equal x. Streaming as affine_run.
+  void (*normalize_span)(const float* x, float* y, std::size_t len, const RowScalars& s, const float* gamma,
+                         const float* beta, bool stream);
+  // Backward sums of the span, with xc = x − mean and g = dy*gamma: sums[0] = Σg, sums[1] = Σg*xc (in double). When
+  // col_dy is not NULL, also col_dy[j] += dy and col_dy_xhat[j] += dy*(xc*rstd): double arrays starting at the
+  // span's first column, padded to whole vectors past its end.
+  void (*row_grad_sums)(const float* x, const float* dy, std::size_t len, const RowScalars& s, const float* gamma,
+                        double* sums, double* col_dy, double* col_dy_xhat);
+  // dx = rstd*((g − mean_g) − xhat*mean_g_xhat), xhat = (x − mean)*rstd: grad_input with k_in = gamma. dx may
+  // equal dy.
+  void (*row_grad_input)(const float* x, const float* dy, float* dx, std::size_t len, const RowScalars& s,
+                         const float* gamma, bool stream);
 };
 
 // One table per ISA, each defined in its own translation unit (kernels_<isa>.cpp) compiled with that ISA's flags.

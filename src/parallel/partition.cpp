@@ -192,3 +192,23 @@ int exchanging_team_size(std::size_t items, const Geometry& g, bool training) {
 }
 
 }  // namespace simdnorm
+
+namespace simdnorm {
+
+// A quarter of L2: a chunk of x and of dy (backward) and the column sums they update stay in the core's cache
+// between the passes over it. 64K floats on a 1 MiB L2, so rows of 100k floats and more use two cores.
+std::size_t row_chunk_floats() {
+  const std::size_t floats = cache_sizes().l2 / 4 / sizeof(float) / kMaxLanes * kMaxLanes;
+  return floats < 4096 ? 4096 : floats;
+}
+
+std::size_t row_parts(std::size_t rows, std::size_t cols) {
+  constexpr std::size_t kMaxRowParts = 32;
+  const std::size_t per_part = 2 * padded_channels(cols) * sizeof(double);  // two arrays of column sums
+  const std::size_t fit = cache_sizes().last_level / 4 / per_part;
+  std::size_t parts = rows < kMaxRowParts ? rows : kMaxRowParts;
+  if (fit < parts) parts = fit;
+  return parts < 1 ? 1 : parts;
+}
+
+}  // namespace simdnorm

@@ -113,6 +113,13 @@ void for_each_shared_channel(std::size_t channels, std::size_t elements, const F
   });
 }
 
+// Row norms (LayerNorm, RMSNorm). A row longer than a share of a core's L2 is cut into chunks of this many floats
+// (a multiple of kMaxLanes), which the team shares; every other row is one piece, and rows are split over threads.
+std::size_t row_chunk_floats();
+// The parts of the rows whose column sums (dgamma, dbeta) are kept apart, then added in part order: at most 32,
+// within a share of the last-level cache.
+std::size_t row_parts(std::size_t rows, std::size_t cols);
+
 }  // namespace simdnorm
 
 #endif  // SIMDNORM_SRC_PARALLEL_PARTITION_HPP_
