@@ -190,6 +190,87 @@ simdnorm_status check_backward(const char* fn, const BackwardArgs& a, Geometry* 
   return check_flags(fn, a.flags);
 }
 
+// A rows x cols matrix (LayerNorm, RMSNorm): both at least 1, and the whole matrix addressable as bytes through
+// ptrdiff_t, as check_shape requires of a tensor.
+simdnorm_status check_matrix(const char* fn, std::size_t rows, std::size_t cols) {
+  if (rows == 0) return fail(SIMDNORM_INVALID_ARGUMENT, "%s: rows is 0", fn);
+  if (cols == 0) return fail(SIMDNORM_INVALID_ARGUMENT, "%s: cols is 0", fn);
+  std::size_t total = 0;
+  if (__builtin_mul_overflow(rows, cols, &total)) {
+    return fail(SIMDNORM_INVALID_ARGUMENT, "%s: rows*cols (%zu*%zu) overflows size_t", fn, rows, cols);
+  }
+  if (total > static_cast<std::size_t>(PTRDIFF_MAX) / sizeof(float)) {
+    return fail(SIMDNORM_INVALID_ARGUMENT, "%s: rows*cols = %zu floats exceeds the addressable size", fn, total);
+  }
+  return SIMDNORM_SUCCESS;
+}
+
+// The flags of LayerNorm, RMSNorm and GroupNorm: only GroupNorm (`relu`) knows SIMDNORM_FUSE_RELU; the row norms
+// define no flag, so any bit is refused there.
+simdnorm_status check_norm_flags(const char* fn, unsigned flags, bool relu) {
+  if (relu) return check_flags(fn, flags);
+  if (flags != 0u) return fail(SIMDNORM_INVALID_ARGUMENT, "%s: flags 0x%x must be 0", fn, flags);
+  return SIMDNORM_SUCCESS;
+}
+
+// GroupNorm's groups: at least one, and c/groups channels each.
+simdnorm_status check_groups(const char* fn, std::size_t groups, const Geometry& g) {
+  if (groups == 0) return fail(SIMDNORM_INVALID_ARGUMENT, "%s: groups is 0", fn);
+  if (g.c % groups != 0) {
+    return fail(SIMDNORM_INVALID_ARGUMENT, "%s: groups (%zu) does not divide shape->c (%zu)", fn, groups, g.c);
+  }
+  return SIMDNORM_SUCCESS;
+}
+
+// The buffers of a LayerNorm, RMSNorm or GroupNorm call (those it lacks NULL), and their sizes in floats: x, y, dy and
+// dx (`elements`), gamma, beta, dgamma and dbeta (`params`), mean and rstd (`stats`).
+struct NormBuffers {
+  const float* x;
+  const float* gamma;
+  const float* beta;
+  const float* mean;  // backward's saved statistics (forward's are outputs, passed on their own)
+  const float* rstd;
+  std::size_t elements, params, stats;
+
+  Extent tensor(const void* p, const char* name) const { return Extent{p, elements * sizeof(float), name}; }
+  Extent param(const void* p, const char* name) const { return Extent{p, params * sizeof(float), name}; }
+  Extent stat(const void* p, const char* name) const { return Extent{p, stats * sizeof(float), name}; }
+};
+
+// Forward, after the shape: x and y required, y x itself or apart from it, eps, flags (`relu`: GroupNorm's), then
+// every output apart from every other buffer -- unlike batch norm's one-call functions, the small arrays are checked
+// against the tensors too.
+simdnorm_status check_norm_forward(const char* fn, const NormBuffers& b, float* y, float* mean, float* rstd, float eps,
+                                   unsigned flags, bool relu) {
+  SIMDNORM_CHECK(check_required(fn, b.x, "x"));
+  SIMDNORM_CHECK(check_required(fn, y, "y"));
+  SIMDNORM_CHECK(check_alias(fn, b.x, "x", y, "y", b.elements, true));
+  SIMDNORM_CHECK(check_eps(fn, eps));
+  SIMDNORM_CHECK(check_norm_flags(fn, flags, relu));
+  const Extent out_mean = b.stat(mean, "mean"), out_rstd = b.stat(rstd, "rstd");
+  SIMDNORM_CHECK(check_separate(fn, {b.tensor(y, "y"), out_mean, out_rstd},
+                                {b.param(b.gamma, "gamma"), b.param(b.beta, "beta")}));
+  return check_separate(fn, {out_mean, out_rstd}, {b.tensor(b.x, "x")});
+}
+
+// Backward, after the shape: x, dy, rstd required (and mean with `need_mean`); dx, when given, dy itself or apart
+// from it and apart from x, as batch norm's backward allows; flags; then every output apart from every other buffer.
+simdnorm_status check_norm_backward(const char* fn, const NormBuffers& b, const float* dy, float* dx, float* dgamma,
+                                    float* dbeta, bool need_mean, unsigned flags, bool relu) {
+  SIMDNORM_CHECK(check_required(fn, b.x, "x"));
+  SIMDNORM_CHECK(check_required(fn, dy, "dy"));
+  if (need_mean) SIMDNORM_CHECK(check_required(fn, b.mean, "mean"));
+  SIMDNORM_CHECK(check_required(fn, b.rstd, "rstd"));
+  SIMDNORM_CHECK(check_alias(fn, dy, "dy", dx, "dx", b.elements, true));
+  SIMDNORM_CHECK(check_alias(fn, b.x, "x", dx, "dx", b.elements, false));
+  SIMDNORM_CHECK(check_norm_flags(fn, flags, relu));
+  const Extent out_dgamma = b.param(dgamma, "dgamma"), out_dbeta = b.param(dbeta, "dbeta");
+  SIMDNORM_CHECK(check_separate(fn, {b.tensor(dx, "dx"), out_dgamma, out_dbeta},
+                                {b.param(b.gamma, "gamma"), b.param(b.beta, "beta"), b.stat(b.mean, "mean"),
+                                 b.stat(b.rstd, "rstd")}));
+  return check_separate(fn, {out_dgamma, out_dbeta}, {b.tensor(b.x, "x"), b.tensor(dy, "dy")});
+}
+
 }  // namespace
 
 simdnorm_status fail(simdnorm_status status, const char* format, ...) {
@@ -326,6 +407,38 @@ simdnorm_status validate(const char* fn, const ApplyArgs& a, Geometry* g) {
   SIMDNORM_CHECK(check_required(fn, a.backward.dx, "dx"));
   SIMDNORM_CHECK(check_total_count(fn, a.count));
   return SIMDNORM_SUCCESS;
+}
+
+// ---- LayerNorm, RMSNorm and GroupNorm ----
+
+// RMSNorm's argument sets carry beta and mean as NULL (simdnorm.h has neither), so one check covers both row norms
+// forward.
+simdnorm_status validate(const char* fn, RowNorm, const RowNormArgs& a) {
+  SIMDNORM_CHECK(check_matrix(fn, a.rows, a.cols));
+  const NormBuffers b{a.x, a.gamma, a.beta, nullptr, nullptr, a.rows * a.cols, a.cols, a.rows};
+  return check_norm_forward(fn, b, a.y, a.mean, a.rstd, a.eps, a.flags, false);
+}
+
+simdnorm_status validate(const char* fn, RowNorm norm, const RowNormBackwardArgs& a) {
+  SIMDNORM_CHECK(check_matrix(fn, a.rows, a.cols));
+  const NormBuffers b{a.x, a.gamma, nullptr, a.mean, a.rstd, a.rows * a.cols, a.cols, a.rows};
+  return check_norm_backward(fn, b, a.dy, a.dx, a.dgamma, a.dbeta, norm == RowNorm::kLayer, a.flags, false);
+}
+
+// mean and rstd hold n x groups floats.
+simdnorm_status validate(const char* fn, const GroupNormArgs& a, Geometry* g) {
+  SIMDNORM_CHECK(check_shape(fn, a.shape, g));
+  SIMDNORM_CHECK(check_groups(fn, a.groups, *g));
+  const NormBuffers b{a.x, a.gamma, a.beta, nullptr, nullptr, g->elements, g->c, g->n * a.groups};
+  return check_norm_forward(fn, b, a.y, a.mean, a.rstd, a.eps, a.flags, true);
+}
+
+// beta is read only with SIMDNORM_FUSE_RELU, so it is never required; when given, the outputs must keep apart from it.
+simdnorm_status validate(const char* fn, const GroupNormBackwardArgs& a, Geometry* g) {
+  SIMDNORM_CHECK(check_shape(fn, a.shape, g));
+  SIMDNORM_CHECK(check_groups(fn, a.groups, *g));
+  const NormBuffers b{a.x, a.gamma, a.beta, a.mean, a.rstd, g->elements, g->c, g->n * a.groups};
+  return check_norm_backward(fn, b, a.dy, a.dx, a.dgamma, a.dbeta, true, a.flags, true);
 }
 
 }  // namespace simdnorm

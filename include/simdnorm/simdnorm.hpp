@@ -8,6 +8,7 @@
 #include <simdnorm/simdnorm.h>
 
 #include <cstddef>
+#include <limits>
 #include <stdexcept>
 #include <string>
 
@@ -55,6 +56,16 @@ struct TensorView {
 using ConstTensor = TensorView<const float>;
 using Tensor = TensorView<float>;
 
+// A non-owning view of a rows x cols fp32 matrix, row-major: what LayerNorm and RMSNorm normalise, row by row.
+template <class T>
+struct MatrixView {
+  T* data = nullptr;
+  std::size_t rows = 0;
+  std::size_t cols = 0;
+};
+using ConstMatrix = MatrixView<const float>;
+using Matrix = MatrixView<float>;
+
 // Per-channel learned parameters; a null pointer means ones (gamma) or zeros (beta).
 struct Affine {
   const float* gamma = nullptr;
@@ -76,6 +87,12 @@ inline const Shape& same_shape(const Shape& a, const Shape& b) {
     throw Error(Status::InvalidArgument, "simdnorm: input and output tensor views have different shapes");
   }
   return a;
+}
+template <class A, class B>
+inline void same_size(const MatrixView<A>& a, const MatrixView<B>& b) {
+  if (a.rows != b.rows || a.cols != b.cols) {
+    throw Error(Status::InvalidArgument, "simdnorm: input and output matrix views have different sizes");
+  }
 }
 }  // namespace detail
 
@@ -190,6 +207,69 @@ inline void backward_apply(ConstTensor x, ConstTensor dy, Affine affine, const f
   const simdnorm_shape s = detail::same_shape(detail::same_shape(x.shape, dy.shape), dx.shape).c_shape();
   detail::check(simdnorm_backward_apply(&s, x.data, dy.data, affine.gamma, affine.beta, batch_mean, batch_invstd,
                                         sum_dy, sum_dy_xhat, count, dx.data, detail::flags_of(activation)));
+}
+
+// ---- LayerNorm, RMSNorm and GroupNorm (simdnorm.h): PyTorch's conventions, statistics saved as mean and
+// rstd = 1/sqrt(var + eps). LayerNorm's and RMSNorm's gamma and beta have length cols, GroupNorm's length c.
+
+// What a forward pass saves for its backward: per row (LayerNorm, RMSNorm), or n x groups, row n (GroupNorm). Either
+// may be null when not wanted.
+struct SavedStats {
+  float* mean = nullptr;
+  float* rstd = nullptr;
+};
+
+// Gradients of LayerNorm and RMSNorm; any of dx.data, dgamma, dbeta may be null when not wanted.
+struct MatrixGradients {
+  Matrix dx;
+  float* dgamma = nullptr;
+  float* dbeta = nullptr;
+};
+
+inline void layer_norm_forward(ConstMatrix x, Matrix y, Affine affine, SavedStats stats = {}, float eps = 1e-5f) {
+  detail::same_size(x, y);
+  detail::check(simdnorm_layer_norm_forward(x.rows, x.cols, x.data, y.data, affine.gamma, affine.beta, eps,
+                                            stats.mean, stats.rstd, 0u));
+}
+
+inline void layer_norm_backward(ConstMatrix x, ConstMatrix dy, const float* gamma, const float* mean,
+                                const float* rstd, MatrixGradients grads) {
+  detail::same_size(x, dy);
+  if (grads.dx.data != nullptr) detail::same_size(x, grads.dx);
+  detail::check(simdnorm_layer_norm_backward(x.rows, x.cols, x.data, dy.data, gamma, mean, rstd, grads.dx.data,
+                                             grads.dgamma, grads.dbeta, 0u));
+}
+
+// RMSNorm has no mean and no beta. eps defaults to float's machine epsilon, as torch.nn.RMSNorm's eps=None does.
+inline void rms_norm_forward(ConstMatrix x, Matrix y, const float* gamma, float* rstd = nullptr,
+                             float eps = std::numeric_limits<float>::epsilon()) {
+  detail::same_size(x, y);
+  detail::check(simdnorm_rms_norm_forward(x.rows, x.cols, x.data, y.data, gamma, eps, rstd, 0u));
+}
+
+// RMSNorm has no beta, so no dbeta; dx.data and dgamma may be null when not wanted.
+inline void rms_norm_backward(ConstMatrix x, ConstMatrix dy, const float* gamma, const float* rstd, Matrix dx,
+                              float* dgamma = nullptr) {
+  detail::same_size(x, dy);
+  if (dx.data != nullptr) detail::same_size(x, dx);
+  detail::check(simdnorm_rms_norm_backward(x.rows, x.cols, x.data, dy.data, gamma, rstd, dx.data, dgamma, 0u));
+}
+
+inline void group_norm_forward(ConstTensor x, Tensor y, std::size_t groups, Affine affine, SavedStats stats = {},
+                               float eps = 1e-5f, Activation activation = Activation::None) {
+  const simdnorm_shape s = detail::same_shape(x.shape, y.shape).c_shape();
+  detail::check(simdnorm_group_norm_forward(&s, groups, x.data, y.data, affine.gamma, affine.beta, eps, stats.mean,
+                                            stats.rstd, detail::flags_of(activation)));
+}
+
+// affine.beta is read only with Activation::Relu (to recompute the forward output's sign).
+inline void group_norm_backward(ConstTensor x, ConstTensor dy, std::size_t groups, Affine affine, const float* mean,
+                                const float* rstd, Gradients grads, Activation activation = Activation::None) {
+  const Shape& shape = detail::same_shape(x.shape, dy.shape);
+  if (grads.dx.data != nullptr) detail::same_shape(shape, grads.dx.shape);
+  const simdnorm_shape s = shape.c_shape();
+  detail::check(simdnorm_group_norm_backward(&s, groups, x.data, dy.data, affine.gamma, affine.beta, mean, rstd,
+                                             grads.dx.data, grads.dgamma, grads.dbeta, detail::flags_of(activation)));
 }
 
 }  // namespace simdnorm
