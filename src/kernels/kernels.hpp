@@ -72,11 +72,11 @@ struct Kernels {
                               const GradCoefficientArrays& k, bool relu, bool stream);
 
   static void normalize_span(const float* x, float* y, std::size_t len, const RowScalars& s, const float* gamma,
-                             const float* beta, bool stream);
+                             const float* beta, std::size_t ahead, bool stream);
   static void row_grad_sums(const float* x, const float* dy, std::size_t len, const RowScalars& s,
                             const float* gamma, double* sums, double* col_dy, double* col_dy_xhat);
   static void row_grad_input(const float* x, const float* dy, float* dx, std::size_t len, const RowScalars& s,
-                             const float* gamma, bool stream);
+                             const float* gamma, std::size_t ahead, bool stream);
 
   static constexpr KernelTable table(const char* name) {
     return KernelTable{name,           &moments_run,      &moments_rows,   &merge_rows,     &center_rows,    &stats_rows,    &update_running,
@@ -482,13 +482,14 @@ struct Kernels {
 
   template <bool Gamma, bool Beta, bool Stream>
   static void normalize_span_impl(const float* x, float* y, std::size_t len, const RowScalars& s,
-                                  const float* gamma, const float* beta);
+                                  const float* gamma, const float* beta, std::size_t ahead);
+  static void fetch_ahead(const float* p, std::size_t ahead);
   template <bool Gamma, bool Columns>
   static void row_grad_sums_impl(const float* x, const float* dy, std::size_t len, const RowScalars& s,
                                  const float* gamma, double* sums, double* col_dy, double* col_dy_xhat);
   template <bool Gamma, bool Stream>
   static void row_grad_input_impl(const float* x, const float* dy, float* dx, std::size_t len, const RowScalars& s,
-                                  const float* gamma);
+                                  const float* gamma, std::size_t ahead);
 
   // Calls body(relu, stream) with both flags as compile-time constants (std::bool_constant).
   template <class Body>

@@ -10,10 +10,19 @@
 namespace simdnorm {
 namespace kernels {
 
+// The second pass over a row reads it from the cache, and the memory would idle while it runs: with ahead != 0 it
+// touches the line `ahead` floats further on (the next row), into L2, once a cache line.
+template <class Arch>
+void Kernels<Arch>::fetch_ahead(const float* p, std::size_t ahead) {
+  if (ahead != 0 && reinterpret_cast<std::uintptr_t>(p) % 64 < sizeof(F)) {
+    _mm_prefetch(reinterpret_cast<const char*>(p + ahead), _MM_HINT_T1);
+  }
+}
+
 template <class Arch>
 template <bool Gamma, bool Beta, bool Stream>
 void Kernels<Arch>::normalize_span_impl(const float* x, float* y, std::size_t len, const RowScalars& s,
-                                        const float* gamma, const float* beta) {
+                                        const float* gamma, const float* beta, std::size_t ahead) {
   const F hi(s.mean), lo(s.mean_lo), rstd(s.rstd);
   // (x − hi) is exact for x within a factor of two of the mean, so the mean's double value (hi + lo) centres x
   // to float precision even where mean/std is 1e4 and more.
@@ -30,6 +39,7 @@ void Kernels<Arch>::normalize_span_impl(const float* x, float* y, std::size_t le
   store_span<Stream>(
       y, len,
       [&](std::size_t i) {
+        fetch_ahead(x + i, ahead);
         return value(F::load_unaligned(x + i), Gamma ? F::load_unaligned(gamma + i) : F(1.0f),
                      Beta ? F::load_unaligned(beta + i) : F(0.0f));
       },
@@ -42,11 +52,11 @@ void Kernels<Arch>::normalize_span_impl(const float* x, float* y, std::size_t le
 
 template <class Arch>
 void Kernels<Arch>::normalize_span(const float* x, float* y, std::size_t len, const RowScalars& s,
-                                   const float* gamma, const float* beta, bool stream) {
+                                   const float* gamma, const float* beta, std::size_t ahead, bool stream) {
   with_modes(gamma != nullptr, stream, [&](auto g, auto st) {
     constexpr bool G = decltype(g)::value, S = decltype(st)::value;
-    beta != nullptr ? normalize_span_impl<G, true, S>(x, y, len, s, gamma, beta)
-                    : normalize_span_impl<G, false, S>(x, y, len, s, gamma, beta);
+    beta != nullptr ? normalize_span_impl<G, true, S>(x, y, len, s, gamma, beta, ahead)
+                    : normalize_span_impl<G, false, S>(x, y, len, s, gamma, beta, ahead);
   });
 }
 
@@ -101,11 +111,13 @@ void Kernels<Arch>::row_grad_sums(const float* x, const float* dy, std::size_t l
 template <class Arch>
 template <bool Gamma, bool Stream>
 void Kernels<Arch>::row_grad_input_impl(const float* x, const float* dy, float* dx, std::size_t len,
-                                        const RowScalars& s, const float* gamma) {
+                                        const RowScalars& s, const float* gamma, std::size_t ahead) {
   const F mean(s.mean), rstd(s.rstd), mean_g(s.mean_g), mean_g_xhat(s.mean_g_xhat), zero(0.0f);
   store_span<Stream>(
       dx, len,
       [&](std::size_t i) {
+        fetch_ahead(x + i, ahead);
+        fetch_ahead(dy + i, ahead);
         return grad_input<false>(F::load_unaligned(x + i), F::load_unaligned(dy + i), mean, rstd, zero, zero, rstd,
                                  mean_g, mean_g_xhat, Gamma ? F::load_unaligned(gamma + i) : F(1.0f));
       },
@@ -118,9 +130,9 @@ void Kernels<Arch>::row_grad_input_impl(const float* x, const float* dy, float* 
 
 template <class Arch>
 void Kernels<Arch>::row_grad_input(const float* x, const float* dy, float* dx, std::size_t len, const RowScalars& s,
-                                   const float* gamma, bool stream) {
+                                   const float* gamma, std::size_t ahead, bool stream) {
   with_modes(gamma != nullptr, stream, [&](auto g, auto st) {
-    row_grad_input_impl<decltype(g)::value, decltype(st)::value>(x, dy, dx, len, s, gamma);
+    row_grad_input_impl<decltype(g)::value, decltype(st)::value>(x, dy, dx, len, s, gamma, ahead);
   });
 }
 

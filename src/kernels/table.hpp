@@ -166,18 +166,19 @@ struct KernelTable {
 
   // Row norms: `len` floats of one row; gamma and beta point at the span's first column (the caller's arrays, read
   // with masked tails) and may be NULL (ones, zeros).
-  // y = ((x − mean − mean_lo)*rstd)*gamma + beta; y may equal x. Streaming as affine_run.
+  // y = ((x − mean − mean_lo)*rstd)*gamma + beta; y may equal x. Streaming as affine_run. With ahead != 0, the
+  // floats `ahead` past those read (inside x: the caller's next row) are fetched into L2 on the way.
   void (*normalize_span)(const float* x, float* y, std::size_t len, const RowScalars& s, const float* gamma,
-                         const float* beta, bool stream);
+                         const float* beta, std::size_t ahead, bool stream);
   // Backward sums of the span, with xc = x − mean and g = dy*gamma: sums[0] = Σg, sums[1] = Σg*xc (in double). When
   // col_dy is not NULL, also col_dy[j] += dy and col_dy_xhat[j] += dy*(xc*rstd): double arrays starting at the
   // span's first column, padded to whole vectors past its end.
   void (*row_grad_sums)(const float* x, const float* dy, std::size_t len, const RowScalars& s, const float* gamma,
                         double* sums, double* col_dy, double* col_dy_xhat);
   // dx = rstd*((g − mean_g) − xhat*mean_g_xhat), xhat = (x − mean)*rstd: grad_input with k_in = gamma. dx may
-  // equal dy.
+  // equal dy. ahead: as normalize_span's, for x and dy.
   void (*row_grad_input)(const float* x, const float* dy, float* dx, std::size_t len, const RowScalars& s,
-                         const float* gamma, bool stream);
+                         const float* gamma, std::size_t ahead, bool stream);
 };
 
 // One table per ISA, each defined in its own translation unit (kernels_<isa>.cpp) compiled with that ISA's flags.

@@ -97,12 +97,12 @@ class Forward {
   // A row that is one piece: moments, statistics, normalise, while the row is in this core's cache.
   void row(std::size_t r, bool next) {
     const float* xr = a_.x + r * shape_.cols;
-    RunWalk walk = row_walk(shape_, 0, shape_.cols);
-    if (next && fetch_) walk.fetch_end = 2 * shape_.cols;  // read the next row ahead while this one is read
-    const Moments m = k_.moments_run(xr, walk, xr[0]);
+    const Moments m = k_.moments_run(xr, row_walk(shape_, 0, shape_.cols), xr[0]);
     const RowScalars s = row_scalars(norm_, centre(m, xr[0], xr, shape_.cols), shape_.cols, a_.eps);
     publish(r, s);
-    k_.normalize_span(xr, a_.y + r * shape_.cols, shape_.cols, s, a_.gamma, a_.beta, stream_);
+    // Beyond the cache, the next row is fetched while this one is normalised from the cache.
+    const std::size_t ahead = next && fetch_ ? shape_.cols : 0;
+    k_.normalize_span(xr, a_.y + r * shape_.cols, shape_.cols, s, a_.gamma, a_.beta, ahead, stream_);
   }
 
   // Long rows, one at a time, their chunks shared by the team: the moments of each chunk, then (after the barrier)
@@ -130,7 +130,7 @@ class Forward {
         for (std::size_t k = mine.begin; k < mine.end; ++k) {
           const std::size_t b = shape_.begin(k);
           k_.normalize_span(xr + b, a_.y + r * shape_.cols + b, shape_.end(k) - b, s, at(a_.gamma, b),
-                            at(a_.beta, b), stream_);
+                            at(a_.beta, b), 0, stream_);
         }
       }
     });
@@ -156,6 +156,7 @@ class Backward {
   Backward(const RowNormBackwardArgs& args)
       : k_(active_kernels()), a_(args), shape_(args.rows, args.cols),
         stream_(args.dx != nullptr && streams(args.dy, args.dx, shape_.g, 3)),
+        fetch_(beyond_cache(shape_.g, 2)),
         columns_(args.dgamma != nullptr || args.dbeta != nullptr) {}
 
   simdnorm_status run(const char* fn) {
@@ -173,14 +174,15 @@ class Backward {
       shared_rows(cols, row_sums);
     } else if (columns_) {
       for_each_block(parts, shape_.g.elements, [&](Block mine, Team /*team*/) {
+        const std::size_t end = shape_.rows * mine.end / parts;
         for (std::size_t p = mine.begin; p < mine.end; ++p) {
           const std::size_t r0 = shape_.rows * p / parts, r1 = shape_.rows * (p + 1) / parts;
-          for (std::size_t r = r0; r < r1; ++r) row(r, cols.dy + p * cp, cols.dy_xhat + p * cp);
+          for (std::size_t r = r0; r < r1; ++r) row(r, r + 1 < end, cols.dy + p * cp, cols.dy_xhat + p * cp);
         }
       });
     } else {
       for_each_block(shape_.rows, shape_.g.elements, [&](Block mine, Team /*team*/) {
-        for (std::size_t r = mine.begin; r < mine.end; ++r) row(r, nullptr, nullptr);
+        for (std::size_t r = mine.begin; r < mine.end; ++r) row(r, r + 1 < mine.end, nullptr, nullptr);
       });
     }
     if (columns_) finish_columns(cols, parts);
@@ -205,14 +207,15 @@ class Backward {
   }
 
   // A row that is one piece: its sums (and its columns' into the part's arrays), then dx while it is in cache.
-  void row(std::size_t r, double* col_dy, double* col_dy_xhat) const {
+  void row(std::size_t r, bool next, double* col_dy, double* col_dy_xhat) const {
     const std::size_t o = r * shape_.cols;
     RowScalars s = saved(r);
     double sums[2];
     k_.row_grad_sums(a_.x + o, a_.dy + o, shape_.cols, s, a_.gamma, sums, col_dy, col_dy_xhat);
     if (a_.dx == nullptr) return;
     coefficients(s, sums[0], sums[1]);
-    k_.row_grad_input(a_.x + o, a_.dy + o, a_.dx + o, shape_.cols, s, a_.gamma, stream_);
+    k_.row_grad_input(a_.x + o, a_.dy + o, a_.dx + o, shape_.cols, s, a_.gamma, next && fetch_ ? shape_.cols : 0,
+                      stream_);
   }
 
   // Long rows, one at a time, their chunks shared by the team as in the forward pass. Each thread owns its chunks'
@@ -239,7 +242,7 @@ class Backward {
         coefficients(s, sum_g, sum_g_xc);
         for (std::size_t k = mine.begin; k < mine.end; ++k) {
           const std::size_t b = shape_.begin(k);
-          k_.row_grad_input(a_.x + o + b, a_.dy + o + b, a_.dx + o + b, shape_.end(k) - b, s, at(a_.gamma, b),
+          k_.row_grad_input(a_.x + o + b, a_.dy + o + b, a_.dx + o + b, shape_.end(k) - b, s, at(a_.gamma, b), 0,
                             stream_);
         }
       }
@@ -260,6 +263,7 @@ class Backward {
   const RowNormBackwardArgs& a_;
   const Rows shape_;
   const bool stream_;
+  const bool fetch_;
   const bool columns_;
 };
 
