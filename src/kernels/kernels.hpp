@@ -74,7 +74,7 @@ struct Kernels {
   static void normalize_span(const float* x, float* y, std::size_t len, const RowScalars& s, const float* gamma,
                              const float* beta, std::size_t ahead, bool stream);
   static void row_grad_sums(const float* x, const float* dy, std::size_t len, const RowScalars& s,
-                            const float* gamma, double* sums, double* col_dy, double* col_dy_xhat);
+                            const float* gamma, double* sums, float* col_dy, float* col_dy_xhat);
   static void row_grad_input(const float* x, const float* dy, float* dx, std::size_t len, const RowScalars& s,
                              const float* gamma, std::size_t ahead, bool stream);
 
@@ -486,7 +486,7 @@ struct Kernels {
   static void fetch_ahead(const float* p, std::size_t ahead);
   template <bool Gamma, bool Columns>
   static void row_grad_sums_impl(const float* x, const float* dy, std::size_t len, const RowScalars& s,
-                                 const float* gamma, double* sums, double* col_dy, double* col_dy_xhat);
+                                 const float* gamma, double* sums, float* col_dy, float* col_dy_xhat);
   template <bool Gamma, bool Stream>
   static void row_grad_input_impl(const float* x, const float* dy, float* dx, std::size_t len, const RowScalars& s,
                                   const float* gamma, std::size_t ahead);

@@ -63,7 +63,7 @@ void Kernels<Arch>::normalize_span(const float* x, float* y, std::size_t len, co
 template <class Arch>
 template <bool Gamma, bool Columns>
 void Kernels<Arch>::row_grad_sums_impl(const float* x, const float* dy, std::size_t len, const RowScalars& s,
-                                       const float* gamma, double* sums, double* col_dy, double* col_dy_xhat) {
+                                       const float* gamma, double* sums, float* col_dy, float* col_dy_xhat) {
   const F mean(s.mean), rstd(s.rstd);
   D s1_lo(0.0), s1_hi(0.0), s2_lo(0.0), s2_hi(0.0);
   // Masked lanes load x = dy = 0: g = 0 there, so they add 0 to the row's sums (and to the padding of the columns').
@@ -73,8 +73,8 @@ void Kernels<Arch>::row_grad_sums_impl(const float* x, const float* dy, std::siz
     b1 += g;
     b2 = Native::fma(g, xc, b2);
     if constexpr (Columns) {
-      add_widened(col_dy + i, vd);
-      add_widened(col_dy_xhat + i, vd * (xc * rstd));
+      (F::load_unaligned(col_dy + i) + vd).store_unaligned(col_dy + i);
+      Native::fma(vd, xc * rstd, F::load_unaligned(col_dy_xhat + i)).store_unaligned(col_dy_xhat + i);
     }
   };
   std::size_t i = 0;
@@ -102,7 +102,7 @@ void Kernels<Arch>::row_grad_sums_impl(const float* x, const float* dy, std::siz
 
 template <class Arch>
 void Kernels<Arch>::row_grad_sums(const float* x, const float* dy, std::size_t len, const RowScalars& s,
-                                  const float* gamma, double* sums, double* col_dy, double* col_dy_xhat) {
+                                  const float* gamma, double* sums, float* col_dy, float* col_dy_xhat) {
   with_modes(gamma != nullptr, col_dy != nullptr, [&](auto g, auto c) {
     row_grad_sums_impl<decltype(g)::value, decltype(c)::value>(x, dy, len, s, gamma, sums, col_dy, col_dy_xhat);
   });

@@ -171,10 +171,10 @@ struct KernelTable {
   void (*normalize_span)(const float* x, float* y, std::size_t len, const RowScalars& s, const float* gamma,
                          const float* beta, std::size_t ahead, bool stream);
   // Backward sums of the span, with xc = x − mean and g = dy*gamma: sums[0] = Σg, sums[1] = Σg*xc (in double). When
-  // col_dy is not NULL, also col_dy[j] += dy and col_dy_xhat[j] += dy*(xc*rstd): double arrays starting at the
-  // span's first column, padded to whole vectors past its end.
+  // col_dy is not NULL, also col_dy[j] += dy and col_dy_xhat[j] += dy*(xc*rstd): float arrays starting at the
+  // span's first column, padded to whole vectors past its end, which the caller adds into double every few rows.
   void (*row_grad_sums)(const float* x, const float* dy, std::size_t len, const RowScalars& s, const float* gamma,
-                        double* sums, double* col_dy, double* col_dy_xhat);
+                        double* sums, float* col_dy, float* col_dy_xhat);
   // dx = rstd*((g − mean_g) − xhat*mean_g_xhat), xhat = (x − mean)*rstd: grad_input with k_in = gamma. dx may
   // equal dy. ahead: as normalize_span's, for x and dy.
   void (*row_grad_input)(const float* x, const float* dy, float* dx, std::size_t len, const RowScalars& s,

@@ -163,26 +163,32 @@ class Backward {
     const std::size_t cp = padded_channels(shape_.cols);
     const bool shared = shape_.chunks > 1;
     const std::size_t parts = columns_ && !shared ? row_parts(shape_.rows, shape_.cols) : 1;
-    double* sums = columns_ ? scratch<double>(Slot::kRowPartials, 2 * parts * cp) : nullptr;
+    // Per part: two double arrays of column sums, and two float arrays that gather kFlushRows rows between flushes.
+    double* sums = columns_ ? scratch<double>(Slot::kRowPartials, 3 * parts * cp) : nullptr;
     double* row_sums = shared ? scratch<double>(Slot::kRowSums, 2 * shape_.rows * shape_.chunks) : nullptr;
     if ((columns_ && sums == nullptr) || (shared && row_sums == nullptr)) {
       return fail(SIMDNORM_OUT_OF_MEMORY, "%s: out of memory for the partial sums", fn);
     }
-    if (columns_) std::fill(sums, sums + 2 * parts * cp, 0.0);
-    const Columns cols{sums, sums != nullptr ? sums + parts * cp : nullptr, cp};
+    Columns cols{};
+    if (columns_) {
+      std::fill(sums, sums + 3 * parts * cp, 0.0);  // all bits 0 is 0.0f too
+      cols = Columns{sums, sums + parts * cp, reinterpret_cast<float*>(sums + 2 * parts * cp), cp};
+    }
     if (shared) {
       shared_rows(cols, row_sums);
-    } else if (columns_) {
-      for_each_block(parts, shape_.g.elements, [&](Block mine, Team /*team*/) {
-        const std::size_t end = shape_.rows * mine.end / parts;
-        for (std::size_t p = mine.begin; p < mine.end; ++p) {
-          const std::size_t r0 = shape_.rows * p / parts, r1 = shape_.rows * (p + 1) / parts;
-          for (std::size_t r = r0; r < r1; ++r) row(r, r + 1 < end, cols.dy + p * cp, cols.dy_xhat + p * cp);
-        }
-      });
     } else {
-      for_each_block(shape_.rows, shape_.g.elements, [&](Block mine, Team /*team*/) {
-        for (std::size_t r = mine.begin; r < mine.end; ++r) row(r, r + 1 < mine.end, nullptr, nullptr);
+      const std::size_t items = columns_ ? parts : shape_.rows;
+      for_each_block(items, shape_.g.elements, [&](Block mine, Team /*team*/) {
+        const std::size_t end = shape_.rows * mine.end / items;
+        for (std::size_t p = mine.begin; p < mine.end; ++p) {
+          const std::size_t r0 = shape_.rows * p / items, r1 = shape_.rows * (p + 1) / items;
+          const Columns part = cols.part(p);
+          for (std::size_t r = r0; r < r1; ++r) {
+            row(r, r + 1 < end, part);
+            if (columns_ && (r + 1 - r0) % kFlushRows == 0) part.flush(0, shape_.cols);
+          }
+          if (columns_) part.flush(0, shape_.cols);
+        }
       });
     }
     if (columns_) finish_columns(cols, parts);
@@ -190,9 +196,31 @@ class Backward {
   }
 
  private:
+  // The column sums of dgamma and dbeta gather kFlushRows rows in float (as batch norm's sums gather a block of
+  // vectors), then are added into double: adding every row into double cost more than the rest of the backward pass.
+  static constexpr std::size_t kFlushRows = 8;
   struct Columns {
-    double *dy, *dy_xhat;  // parts of padded arrays, part p at + p*stride
+    double *dy, *dy_xhat;  // padded arrays, part p at + p*stride
+    float* gather;         // per part: dy at + 2*p*stride, dy*xhat at + (2*p + 1)*stride
     std::size_t stride;
+
+    Columns part(std::size_t p) const {
+      if (dy == nullptr) return Columns{};
+      return Columns{dy + p * stride, dy_xhat + p * stride, gather + 2 * p * stride, stride};
+    }
+    float* gather_dy() const { return gather; }
+    float* gather_dy_xhat() const { return gather != nullptr ? gather + stride : nullptr; }
+    // Adds the gathered columns [b, e) into the double sums and clears them.
+    void flush(std::size_t b, std::size_t e) const {
+      float* g1 = gather_dy();
+      float* g2 = gather_dy_xhat();
+      for (std::size_t j = b; j < e; ++j) {
+        dy[j] += static_cast<double>(g1[j]);
+        dy_xhat[j] += static_cast<double>(g2[j]);
+        g1[j] = 0.0f;
+        g2[j] = 0.0f;
+      }
+    }
   };
 
   RowScalars saved(std::size_t r) const {
@@ -207,11 +235,11 @@ class Backward {
   }
 
   // A row that is one piece: its sums (and its columns' into the part's arrays), then dx while it is in cache.
-  void row(std::size_t r, bool next, double* col_dy, double* col_dy_xhat) const {
+  void row(std::size_t r, bool next, const Columns& part) const {
     const std::size_t o = r * shape_.cols;
     RowScalars s = saved(r);
     double sums[2];
-    k_.row_grad_sums(a_.x + o, a_.dy + o, shape_.cols, s, a_.gamma, sums, col_dy, col_dy_xhat);
+    k_.row_grad_sums(a_.x + o, a_.dy + o, shape_.cols, s, a_.gamma, sums, part.gather_dy(), part.gather_dy_xhat());
     if (a_.dx == nullptr) return;
     coefficients(s, sums[0], sums[1]);
     k_.row_grad_input(a_.x + o, a_.dy + o, a_.dx + o, shape_.cols, s, a_.gamma, next && fetch_ ? shape_.cols : 0,
@@ -229,8 +257,9 @@ class Backward {
         for (std::size_t k = mine.begin; k < mine.end; ++k) {
           const std::size_t b = shape_.begin(k);
           k_.row_grad_sums(a_.x + o + b, a_.dy + o + b, shape_.end(k) - b, s, at(a_.gamma, b),
-                           row_sums + 2 * (r * chunks + k), cols.dy != nullptr ? cols.dy + b : nullptr,
-                           cols.dy_xhat != nullptr ? cols.dy_xhat + b : nullptr);
+                           row_sums + 2 * (r * chunks + k), columns_ ? cols.gather_dy() + b : nullptr,
+                           columns_ ? cols.gather_dy_xhat() + b : nullptr);
+          if (columns_ && ((r + 1) % kFlushRows == 0 || r + 1 == shape_.rows)) cols.flush(b, shape_.end(k));
         }
         if (a_.dx == nullptr) continue;
         sync(team);  // row_sums of row r are written once and only read from here on
