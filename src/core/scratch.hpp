@@ -27,6 +27,11 @@ enum class Slot : int {
   kRowSums,     // doubles: LayerNorm/RMSNorm per-row sums of a long row's chunks
   kRowPartials,  // doubles: LayerNorm/RMSNorm column sums (dgamma, dbeta) per part of the rows
   // GroupNorm's slots (ops/group_norm.cpp) go here, named kGroup*.
+  kGroupPartials,  // GroupNorm slabs: Moments or GradSums of the parts of shared slabs, two slabs' worth
+  kGroupCoefficients,  // floats: GroupNorm slabs, a and b of a slab's channels, one pair a thread (or a slab)
+  kGroupRowSums,   // doubles: GroupNorm rows, per-channel partials of each chunk of an image's rows, per set
+  kGroupArrays,    // floats: GroupNorm rows, one block a thread of padded per-channel arrays
+  kGroupChannels,  // doubles: GroupNorm backward, Σdy' and Σdy'(x − mean) of every (image, channel)
   kCount
 };
 

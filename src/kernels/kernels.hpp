@@ -72,9 +72,10 @@ struct Kernels {
                               const GradCoefficientArrays& k, bool relu, bool stream);
 
   static void normalize_span(const float* x, float* y, std::size_t len, const RowScalars& s, const float* gamma,
-                             const float* beta, std::size_t ahead, bool stream);
+                             const float* beta, bool stream);
   static void row_grad_sums(const float* x, const float* dy, std::size_t len, const RowScalars& s,
-                            const float* gamma, double* sums, float* col_dy, float* col_dy_xhat);
+                            const float* gamma, double* sums, float* col_dy, float* col_dy_xhat,
+                            bool set_columns);
   static void row_grad_input(const float* x, const float* dy, float* dx, std::size_t len, const RowScalars& s,
                              const float* gamma, std::size_t ahead, bool stream);
 
@@ -482,9 +483,10 @@ struct Kernels {
 
   template <bool Gamma, bool Beta, bool Stream>
   static void normalize_span_impl(const float* x, float* y, std::size_t len, const RowScalars& s,
-                                  const float* gamma, const float* beta, std::size_t ahead);
+                                  const float* gamma, const float* beta);
   static void fetch_ahead(const float* p, std::size_t ahead);
-  template <bool Gamma, bool Columns>
+  enum { kNoColumns, kAddColumns, kSetColumns };  // what row_grad_sums does with the column sums
+  template <bool Gamma, int Columns>
   static void row_grad_sums_impl(const float* x, const float* dy, std::size_t len, const RowScalars& s,
                                  const float* gamma, double* sums, float* col_dy, float* col_dy_xhat);
   template <bool Gamma, bool Stream>

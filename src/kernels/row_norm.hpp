@@ -11,7 +11,8 @@ namespace simdnorm {
 namespace kernels {
 
 // The second pass over a row reads it from the cache, and the memory would idle while it runs: with ahead != 0 it
-// touches the line `ahead` floats further on (the next row), into L2, once a cache line.
+// touches the line `ahead` floats further on (the next row), into L2, once a cache line. (The forward pass reads
+// the next row ahead in moments_run instead, through its walk.)
 template <class Arch>
 void Kernels<Arch>::fetch_ahead(const float* p, std::size_t ahead) {
   if (ahead != 0 && reinterpret_cast<std::uintptr_t>(p) % 64 < sizeof(F)) {
@@ -22,7 +23,7 @@ void Kernels<Arch>::fetch_ahead(const float* p, std::size_t ahead) {
 template <class Arch>
 template <bool Gamma, bool Beta, bool Stream>
 void Kernels<Arch>::normalize_span_impl(const float* x, float* y, std::size_t len, const RowScalars& s,
-                                        const float* gamma, const float* beta, std::size_t ahead) {
+                                        const float* gamma, const float* beta) {
   const F hi(s.mean), lo(s.mean_lo), rstd(s.rstd);
   // (x − hi) is exact for x within a factor of two of the mean, so the mean's double value (hi + lo) centres x
   // to float precision even where mean/std is 1e4 and more.
@@ -39,7 +40,6 @@ void Kernels<Arch>::normalize_span_impl(const float* x, float* y, std::size_t le
   store_span<Stream>(
       y, len,
       [&](std::size_t i) {
-        fetch_ahead(x + i, ahead);
         return value(F::load_unaligned(x + i), Gamma ? F::load_unaligned(gamma + i) : F(1.0f),
                      Beta ? F::load_unaligned(beta + i) : F(0.0f));
       },
@@ -52,29 +52,34 @@ void Kernels<Arch>::normalize_span_impl(const float* x, float* y, std::size_t le
 
 template <class Arch>
 void Kernels<Arch>::normalize_span(const float* x, float* y, std::size_t len, const RowScalars& s,
-                                   const float* gamma, const float* beta, std::size_t ahead, bool stream) {
+                                   const float* gamma, const float* beta, bool stream) {
   with_modes(gamma != nullptr, stream, [&](auto g, auto st) {
     constexpr bool G = decltype(g)::value, S = decltype(st)::value;
-    beta != nullptr ? normalize_span_impl<G, true, S>(x, y, len, s, gamma, beta, ahead)
-                    : normalize_span_impl<G, false, S>(x, y, len, s, gamma, beta, ahead);
+    beta != nullptr ? normalize_span_impl<G, true, S>(x, y, len, s, gamma, beta)
+                    : normalize_span_impl<G, false, S>(x, y, len, s, gamma, beta);
   });
 }
 
 template <class Arch>
-template <bool Gamma, bool Columns>
+template <bool Gamma, int Columns>
 void Kernels<Arch>::row_grad_sums_impl(const float* x, const float* dy, std::size_t len, const RowScalars& s,
                                        const float* gamma, double* sums, float* col_dy, float* col_dy_xhat) {
   const F mean(s.mean), rstd(s.rstd);
   D s1_lo(0.0), s1_hi(0.0), s2_lo(0.0), s2_hi(0.0);
   // Masked lanes load x = dy = 0: g = 0 there, so they add 0 to the row's sums (and to the padding of the columns').
   auto step = [&](std::size_t i, F vx, F vd, F vg, F& b1, F& b2) SIMDNORM_INLINE {
-    const F xc = vx - mean;
+    // g*xhat, not g*(x − mean) scaled afterwards: with |x| near 1e20 and a large dy, that product overflows float
+    // where g*xhat does not.
+    const F xhat = (vx - mean) * rstd;
     const F g = Gamma ? vd * vg : vd;
     b1 += g;
-    b2 = Native::fma(g, xc, b2);
-    if constexpr (Columns) {
+    b2 = Native::fma(g, xhat, b2);
+    if constexpr (Columns == kAddColumns) {
       (F::load_unaligned(col_dy + i) + vd).store_unaligned(col_dy + i);
-      Native::fma(vd, xc * rstd, F::load_unaligned(col_dy_xhat + i)).store_unaligned(col_dy_xhat + i);
+      Native::fma(vd, xhat, F::load_unaligned(col_dy_xhat + i)).store_unaligned(col_dy_xhat + i);
+    } else if constexpr (Columns == kSetColumns) {
+      vd.store_unaligned(col_dy + i);
+      (vd * xhat).store_unaligned(col_dy_xhat + i);
     }
   };
   std::size_t i = 0;
@@ -102,9 +107,14 @@ void Kernels<Arch>::row_grad_sums_impl(const float* x, const float* dy, std::siz
 
 template <class Arch>
 void Kernels<Arch>::row_grad_sums(const float* x, const float* dy, std::size_t len, const RowScalars& s,
-                                  const float* gamma, double* sums, float* col_dy, float* col_dy_xhat) {
-  with_modes(gamma != nullptr, col_dy != nullptr, [&](auto g, auto c) {
-    row_grad_sums_impl<decltype(g)::value, decltype(c)::value>(x, dy, len, s, gamma, sums, col_dy, col_dy_xhat);
+                                  const float* gamma, double* sums, float* col_dy, float* col_dy_xhat,
+                                  bool set_columns) {
+  const int columns = col_dy == nullptr ? kNoColumns : (set_columns ? kSetColumns : kAddColumns);
+  with_modes(gamma != nullptr, false, [&](auto g, auto /*unused*/) {
+    constexpr bool G = decltype(g)::value;
+    if (columns == kNoColumns) row_grad_sums_impl<G, kNoColumns>(x, dy, len, s, gamma, sums, col_dy, col_dy_xhat);
+    if (columns == kAddColumns) row_grad_sums_impl<G, kAddColumns>(x, dy, len, s, gamma, sums, col_dy, col_dy_xhat);
+    if (columns == kSetColumns) row_grad_sums_impl<G, kSetColumns>(x, dy, len, s, gamma, sums, col_dy, col_dy_xhat);
   });
 }
 

@@ -166,17 +166,18 @@ struct KernelTable {
 
   // Row norms: `len` floats of one row; gamma and beta point at the span's first column (the caller's arrays, read
   // with masked tails) and may be NULL (ones, zeros).
-  // y = ((x − mean − mean_lo)*rstd)*gamma + beta; y may equal x. Streaming as affine_run. With ahead != 0, the
-  // floats `ahead` past those read (inside x: the caller's next row) are fetched into L2 on the way.
+  // y = ((x − mean − mean_lo)*rstd)*gamma + beta; y may equal x. Streaming as affine_run.
   void (*normalize_span)(const float* x, float* y, std::size_t len, const RowScalars& s, const float* gamma,
-                         const float* beta, std::size_t ahead, bool stream);
-  // Backward sums of the span, with xc = x − mean and g = dy*gamma: sums[0] = Σg, sums[1] = Σg*xc (in double). When
-  // col_dy is not NULL, also col_dy[j] += dy and col_dy_xhat[j] += dy*(xc*rstd): float arrays starting at the
-  // span's first column, padded to whole vectors past its end, which the caller adds into double every few rows.
+                         const float* beta, bool stream);
+  // Backward sums of the span, with xhat = (x − mean)*rstd and g = dy*gamma: sums[0] = Σg, sums[1] = Σg*xhat (in
+  // double). When col_dy is not NULL, also col_dy[j] += dy and col_dy_xhat[j] += dy*xhat (= with set_columns): arrays
+  // of floats starting at the span's first column, padded to whole vectors past its end, which the caller adds into
+  // double every few rows.
   void (*row_grad_sums)(const float* x, const float* dy, std::size_t len, const RowScalars& s, const float* gamma,
-                        double* sums, float* col_dy, float* col_dy_xhat);
+                        double* sums, float* col_dy, float* col_dy_xhat, bool set_columns);
   // dx = rstd*((g − mean_g) − xhat*mean_g_xhat), xhat = (x − mean)*rstd: grad_input with k_in = gamma. dx may
-  // equal dy. ahead: as normalize_span's, for x and dy.
+  // equal dy. With ahead != 0, the floats `ahead` past those of x and dy read (inside them: the caller's next row)
+  // are fetched into L2 on the way.
   void (*row_grad_input)(const float* x, const float* dy, float* dx, std::size_t len, const RowScalars& s,
                          const float* gamma, std::size_t ahead, bool stream);
 };

@@ -204,11 +204,102 @@ std::size_t row_chunk_floats() {
 
 std::size_t row_parts(std::size_t rows, std::size_t cols) {
   constexpr std::size_t kMaxRowParts = 32;
-  const std::size_t per_part = 2 * padded_channels(cols) * sizeof(double);  // two arrays of column sums
+  // A part's column sums cost about as much as 8 of its rows (set, gathered, added): parts of 16 rows at least.
+  constexpr std::size_t kMinPartRows = 16;
+  const std::size_t per_part = 3 * padded_channels(cols) * sizeof(double);  // two double arrays, two float
   const std::size_t fit = cache_sizes().last_level / 4 / per_part;
-  std::size_t parts = rows < kMaxRowParts ? rows : kMaxRowParts;
+  std::size_t parts = rows / kMinPartRows < kMaxRowParts ? rows / kMinPartRows : kMaxRowParts;
   if (fit < parts) parts = fit;
   return parts < 1 ? 1 : parts;
+}
+
+std::size_t row_tile_rows(std::size_t cols) {
+  const std::size_t fit = cache_sizes().l2 / 4 / (cols * sizeof(float));
+  return fit < 1 ? 1 : (fit < kMaxRowTile ? fit : kMaxRowTile);
+}
+
+std::size_t row_few_chunk_floats(std::size_t rows, std::size_t cols) {
+  // 8 chunks of 512 floats at least; below 64K floats in all, one thread does it faster than a team with a barrier
+  // a row.
+  constexpr std::size_t kMinChunk = 512, kChunks = 8, kMinShared = std::size_t{1} << 16;
+  const std::size_t whole = row_chunk_floats();
+  if (rows * cols < kMinShared || cols < 2 * kMinChunk) return whole;
+  std::size_t chunk = (cols + kChunks - 1) / kChunks;
+  chunk = (chunk + kMaxLanes - 1) / kMaxLanes * kMaxLanes;
+  chunk = chunk < kMinChunk ? kMinChunk : chunk;
+  return chunk < whole ? chunk : whole;
+}
+
+std::size_t row_column_block() {
+  const std::size_t floats = cache_sizes().l2 / 16 / (2 * sizeof(float)) / kMaxLanes * kMaxLanes;
+  return floats < 256 ? 256 : floats;
+}
+
+// ---- GroupNorm ----
+
+GroupView make_group_view(const Geometry& g, std::size_t groups) {
+  GroupView v{};
+  v.rows = g.layout == SIMDNORM_NHWC && g.spatial > 1 && g.c > 1;
+  v.n = g.n;
+  v.c = g.c;
+  v.groups = groups;
+  v.group_channels = g.c / groups;
+  v.spatial = g.spatial;
+  v.slabs = g.n * groups;
+  v.slab_floats = v.group_channels * g.spatial;
+  v.image_floats = g.c * g.spatial;
+  v.count = static_cast<double>(v.slab_floats);
+  return v;
+}
+
+RunWalk contiguous_walk(std::size_t len, std::size_t begin, std::size_t end, std::size_t fetch_end) {
+  RunWalk walk{len, len, begin, end};
+  walk.fetch_end = fetch_end;
+  walk.next_run_floats = limits().next_run_floats;
+  return walk;
+}
+
+bool shares_group_slabs(const GroupView& v, const Geometry& g, std::size_t inputs) {
+  const std::size_t bytes = inputs * v.slab_floats * sizeof(float);
+  if (bytes > limits().core_channel_bytes) return v.slabs < kChannelParts || beyond_cache(g, inputs);
+  // NB: a lone slab of a quarter of L2 or more (n = 1, groups = 1) would leave every core but one idle.
+  return v.slabs == 1 && bytes >= limits().core_channel_bytes / 4;
+}
+
+Block slab_part(const GroupView& v, std::size_t p) {
+  const auto at = [&](std::size_t q) {
+    return q == kChannelParts ? v.slab_floats : v.slab_floats * q / kChannelParts / kMaxLanes * kMaxLanes;
+  };
+  return Block{at(p), at(p + 1)};
+}
+
+RowTiles group_row_tiles(const GroupView& v, bool fetch) {
+  View image{};
+  image.rows = true;
+  image.channels = v.c;
+  image.row_count = v.spatial;
+  image.per_channel = v.spatial;
+  image.elements = v.image_floats;
+  return row_tiles(image, fetch);
+}
+
+bool group_images_per_thread(const GroupView& v, std::size_t chunks, int image_threads, int chunk_threads) {
+  if (chunks < 2 || chunk_threads < 2) return true;  // an image that no team would share
+  if (image_threads < 2) return false;               // one image (n = 1): its chunks keep the team busy
+  // An image a core's L2 holds is read a second time from there; a larger one is shared, so that each core's part
+  // is. NB: one tensor's image counts, for backward too (x and dy). Whole images against shared ones, 2 threads, n = 8
+  // and 32 groups: backward 0.87x at 256x32x32 (1 MiB a tensor) and 1.05x at 128x64x64 (2 MiB); forward 0.99-1.01x
+  // in place.
+  if (v.image_floats * sizeof(float) > limits().core_channel_bytes) return false;
+  const auto t = static_cast<std::size_t>(image_threads);
+  return v.n % t == 0 || v.n >= 4 * t;  // otherwise the last images would leave cores idle
+}
+
+bool streams_in_calls(const float* in, const float* out, const Geometry& g, std::size_t tensors,
+                      std::size_t call_floats) {
+  // NB: GroupNorm backward writes dx of an NCHW slab a plane a call; streamed against not (2 threads, x, dy and dx
+  // of 32-64 MB): planes of 1 KiB 1.43x the time, 2.3 KiB 1.08x, 4 KiB 1.00x, 8 KiB 0.94x, 16 KiB 0.90x.
+  return call_floats * sizeof(float) >= kStreamMinSpanBytes && streams(in, out, g, tensors);
 }
 
 }  // namespace simdnorm

@@ -116,9 +116,55 @@ void for_each_shared_channel(std::size_t channels, std::size_t elements, const F
 // Row norms (LayerNorm, RMSNorm). A row longer than a share of a core's L2 is cut into chunks of this many floats
 // (a multiple of kMaxLanes), which the team shares; every other row is one piece, and rows are split over threads.
 std::size_t row_chunk_floats();
-// The parts of the rows whose column sums (dgamma, dbeta) are kept apart, then added in part order: at most 32,
-// within a share of the last-level cache.
+// The parts of the rows whose column sums (dgamma, dbeta) are kept apart, then added in part order: at most 32, of
+// 16 rows at least, within a share of the last-level cache.
 std::size_t row_parts(std::size_t rows, std::size_t cols);
+// Forward rows normalised together, a block of columns at a time (at most kMaxRowTile: a quarter of L2), and the
+// block of columns (a sixteenth of L2 over gamma and beta, a multiple of kMaxLanes).
+constexpr std::size_t kMaxRowTile = 16;
+std::size_t row_tile_rows(std::size_t cols);
+// Backward with column sums over rows too few for two parts: the rows' chunks, so that the team shares the columns
+// (the row itself when the matrix is too small to share).
+std::size_t row_few_chunk_floats(std::size_t rows, std::size_t cols);
+std::size_t row_column_block();
+
+// ---- GroupNorm (ops/group_norm_*.cpp) ----
+
+// How a GroupNorm tensor is walked. Slab layouts (NCHW, or spatial 1 in either layout): the group (image n, group g)
+// is one contiguous slab of group_channels planes of `spatial` floats, slab s = n*groups + g at s*slab_floats. Row
+// layout (NHWC with spatial > 1): image n is `spatial` rows of c channels at n*image_floats, and a group is a column
+// block of group_channels channels of every row.
+struct GroupView {
+  bool rows;
+  std::size_t n, c, groups, group_channels, spatial;
+  std::size_t slabs;         // n * groups
+  std::size_t slab_floats;   // group_channels * spatial: the values of one group
+  std::size_t image_floats;  // c * spatial
+  double count;              // slab_floats, the m of the group's statistics
+};
+GroupView make_group_view(const Geometry& g, std::size_t groups);
+
+// The walk of floats [begin, end) of one contiguous run of len floats (a slab, a plane), with this machine's
+// prefetch limits; fetch_end as in RunWalk.
+RunWalk contiguous_walk(std::size_t len, std::size_t begin, std::size_t end, std::size_t fetch_end = 0);
+
+// Whether slabs are shared by the team, one at a time, in kChannelParts parts (a first pass reading `inputs`
+// tensors): a slab larger than a core's L2 when there are few of them or the tensors are beyond the cache (the rule
+// of shares_channels), or a single slab worth splitting. The parts are fixed by the shape, never the team.
+bool shares_group_slabs(const GroupView& v, const Geometry& g, std::size_t inputs);
+// Part p of kChannelParts of a shared slab: floats [begin, end), boundaries on 16-float multiples.
+Block slab_part(const GroupView& v, std::size_t p);
+
+// Row layout: the chunks of rows of one image (row_tiles of its spatial rows), fixed by the shape.
+RowTiles group_row_tiles(const GroupView& v, bool fetch);
+// Whether each thread of a team of `image_threads` takes whole images (statistics, then the second pass of an image
+// while it is in the core's L2) rather than a team of `chunk_threads` sharing each image by chunks. The chunks and
+// their merge tree are the same either way, so this choice (which may depend on the team) never changes a result.
+bool group_images_per_thread(const GroupView& v, std::size_t chunks, int image_threads, int chunk_threads);
+// streams(), for an op whose kernel calls each write `call_floats` contiguous floats: every call that streams ends in
+// a fence, so short calls do not stream however their spans are aligned.
+bool streams_in_calls(const float* in, const float* out, const Geometry& g, std::size_t tensors,
+                      std::size_t call_floats);
 
 }  // namespace simdnorm
 
