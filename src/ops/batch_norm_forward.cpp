@@ -170,14 +170,11 @@ class Forward {
   // non-finite, and is flagged.
   void recompute_if_overflowed(std::size_t c) {
     if (std::isfinite(mean_d_[c]) && std::isfinite(m2_[c])) return;
-    double sum = 0.0;
-    for_each_value(x_, v_, c, [&](float value) { sum += value; });
-    const double mean = sum / m_;
-    double m2 = 0.0;
-    for_each_value(x_, v_, c, [&](float value) { m2 += (value - mean) * (value - mean); });
-    mean_d_[c] = mean;
-    m2_[c] = m2;
-    if (!std::isfinite(mean) || !std::isfinite(m2)) non_finite_.store(true, std::memory_order_relaxed);
+    const ExactMoments exact =
+        two_pass_moments([&](const auto& visit) { for_each_value(x_, v_, c, visit); }, m_);
+    mean_d_[c] = exact.mean;
+    m2_[c] = exact.m2;
+    if (!std::isfinite(exact.mean) || !std::isfinite(exact.m2)) non_finite_.store(true, std::memory_order_relaxed);
   }
   bool relu() const { return (args_->flags & SIMDNORM_FUSE_RELU) != 0u; }
   float* mean_f() const { return stats_; }

@@ -2,9 +2,9 @@
 // of each channel of a group, per piece: a plane or part of one in slab layouts, a chunk of an image's rows in
 // NHWC), merge (parts in part order; chunks in two halves), finish (the group's Σgamma*dy' and Σgamma*dy'(x − mean)
 // in double, in channel order, then the coefficients of dx through grad_scalars), apply (dx by the kernels' formula
-// with k_in = gamma: dx = rstd*((gamma*dy' − mean_dy) − xhat*mean_dy_xhat)). All sums of a group come before its dx,
-// so dx may be dy. dgamma and dbeta add each channel's sums over the images, in image order, at the end. The pieces
-// and the merge trees are fixed by the shape and the cache sizes, so every team gives the same bits.
+// with k_in = gamma: dx = rstd*((gamma*dy' − mean_dy) − xhat*mean_dy_xhat)). All sums of a group come before its
+// dx, so dx may be dy. dgamma and dbeta add each channel's sums over the images, in image order, at the end. The
+// pieces and the merge trees are fixed by the shape and the cache sizes, so every team gives the same bits.
 #include <cstring>
 
 #include "core/channel_math.hpp"
@@ -114,7 +114,9 @@ class Backward {
   // Slab s on one thread: the sums of its planes, then (dx wanted) dx of its planes while they are in its cache.
   void slab(std::size_t s, bool stream) const {
     GroupSums group;
-    for (std::size_t j = 0; j < v_.group_channels; ++j) add_channel(s, j, plane_sums(s, j, 0, v_.spatial), &group, true);
+    for (std::size_t j = 0; j < v_.group_channels; ++j) {
+      add_channel(s, j, plane_sums(s, j, 0, v_.spatial), &group, true);
+    }
     if (args_.dx == nullptr) return;
     const GradScalars gs = group_scalars(s, group);
     for (std::size_t j = 0; j < v_.group_channels; ++j) plane_apply(s, j, 0, v_.spatial, gs, stream);
@@ -219,7 +221,8 @@ class Backward {
   // The saved statistics of slab s and the forward's a and b of its channel j (the coefficients of dx left 0).
   GradCoefficients plane_coefficients(std::size_t s, std::size_t j) const {
     const float mean = args_.mean[s], rstd = args_.rstd[s];
-    const Coefficients fwd = fold_coefficients(args_.gamma, args_.beta, s % v_.groups * v_.group_channels + j, mean, rstd);
+    const Coefficients fwd =
+        fold_coefficients(args_.gamma, args_.beta, s % v_.groups * v_.group_channels + j, mean, rstd);
     return GradCoefficients{mean, rstd, fwd.a, fwd.b, 0.0f, 0.0f, 0.0f};
   }
   // The floats of plane j that part p of a shared slab holds, relative to the plane.
@@ -235,8 +238,9 @@ class Backward {
 
   float* array(std::size_t t, std::size_t which) const { return arrays_ + t * block_ + which * cp_; }
   GradCoefficientArrays arrays(std::size_t t) const {
-    return GradCoefficientArrays{array(t, kMeanArray), array(t, kRstdArray),  array(t, kAArray),
-                                 array(t, kBArray),    array(t, kKdyArray),   array(t, kMeanDyArray),
+    return GradCoefficientArrays{array(t, kMeanArray),       array(t, kRstdArray),
+                                 array(t, kAArray),          array(t, kBArray),
+                                 array(t, kKdyArray),        array(t, kMeanDyArray),
                                  array(t, kMeanDyXhatArray), args_.gamma != nullptr ? array(t, kGammaArray) : nullptr};
   }
   double* sum_dy(std::size_t set) const { return sums_ + set * 2 * tiles_.chunks * cp_; }
@@ -332,8 +336,7 @@ simdnorm_status run_group_norm_backward(const char* fn, const Geometry& g, const
   const int image_threads = team_size(v.n, g.elements), chunk_threads = team_size(tiles.chunks, g.elements);
   const bool per_image = group_images_per_thread(v, tiles.chunks, image_threads, chunk_threads);
   const int threads = per_image ? image_threads : chunk_threads;
-  if (!b.allocate_channels() ||
-      !b.allocate_rows(tiles, threads, per_image ? static_cast<std::size_t>(threads) : 2)) {
+  if (!b.allocate_channels() || !b.allocate_rows(tiles, threads, per_image ? static_cast<std::size_t>(threads) : 2)) {
     return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
   }
   run_team(threads, per_image ? v.n : tiles.chunks, [&](Block mine, Team team) {

@@ -1,10 +1,11 @@
 // GroupNorm forward, as batch norm's phases over another reduction axis: moments of a piece (a slab or a part of
 // one in slab layouts; a chunk of an image's rows in NHWC), merge (parts in part order; chunks in two halves, then
-// the channels of each group in channel order), center (the mean in double; a group whose float lanes overflowed is
-// recomputed in double), finish (mean and rstd rounded, then a and b of each channel folded from the rounded values,
-// which is what backward refolds for the ReLU mask), normalise (y = a*x + b). A slab or an image that one core holds
-// is normalised right after its statistics, while it is still in that core's L2. The pieces and the merge trees are
-// fixed by the shape and the cache sizes (parallel/partition.cpp), so every team gives the same bits.
+// the channels of each group at once, as equal sets), center (the mean in double; a group whose float lanes
+// overflowed is recomputed in double), finish (mean and rstd rounded, then a and b of each channel folded from the
+// rounded values, which is what backward refolds for the ReLU mask), normalise (y = a*x + b). A slab or an image
+// that one core holds is normalised right after its statistics, while it is still in that core's L2. The pieces and
+// the merge trees are fixed by the shape and the cache sizes (parallel/partition.cpp), so every team gives the same
+// bits.
 #include <cmath>
 #include <cstring>
 
@@ -25,24 +26,10 @@ struct Baseline {};  // instantiation tag of the shared arithmetic templates in 
 constexpr std::size_t kPageFloats = 4096 / sizeof(float);
 std::size_t whole_pages(std::size_t floats) { return (floats + kPageFloats - 1) / kPageFloats * kPageFloats; }
 
-// The mean and M2 of a set of m values in double, two passes; for_each(visit) calls visit(value) for every value.
-// A group whose float lanes overflowed on finite data (|x - shift| near 1e19 and beyond: squares past FLT_MAX) is
-// recomputed this way, so that every variance double can hold comes out right; non-finite data stays non-finite.
-// NB: the same two passes as batch_norm_forward.cpp's recompute_if_overflowed (which walks a channel); they belong
-// together in core/moments.hpp.
-template <class ForEach>
-void moments_in_double(double m, const ForEach& for_each, double* mean, double* m2) {
-  double sum = 0.0;
-  for_each([&](float value) { sum += value; });
-  const double mu = sum / m;
-  double q = 0.0;
-  for_each([&](float value) { q += (value - mu) * (value - mu); });
-  *mean = mu;
-  *m2 = q;
-}
-
 // Per-thread padded arrays of the row layout, end to end in one block a thread.
-enum RowArray : std::size_t { kShiftArray, kGammaArray, kBetaArray, kMeanArray, kRstdArray, kAArray, kBArray, kRowArrays };
+enum RowArray : std::size_t {
+  kShiftArray, kGammaArray, kBetaArray, kMeanArray, kRstdArray, kAArray, kBArray, kRowArrays
+};
 
 // The state of one forward call and its phases.
 class Forward {
@@ -64,7 +51,9 @@ class Forward {
                             bool* recomputed) const {
     double mean = shift + moments.sum / v_.count, m2 = moments.m2;
     if (!std::isfinite(mean) || !std::isfinite(m2)) {
-      moments_in_double(v_.count, values, &mean, &m2);
+      const ExactMoments exact = two_pass_moments(values, v_.count);
+      mean = exact.mean;
+      m2 = exact.m2;
       *recomputed = true;
     }
     const RoundedStats st = round_stats(mean, m2, v_.count, args_.eps);
@@ -99,11 +88,14 @@ class Forward {
   void part_moments(std::size_t s, std::size_t p) const {
     const std::size_t m = v_.slab_floats;
     const Block r = slab_part(v_, p);
-    partials_[s % 2 * kChannelParts + p] = k_.moments_run(args_.x + s * m, contiguous_walk(m, r.begin, r.end), args_.x[s * m]);
+    partials_[s % 2 * kChannelParts + p] =
+        k_.moments_run(args_.x + s * m, contiguous_walk(m, r.begin, r.end), args_.x[s * m]);
   }
   void finish_shared(std::size_t s) const {
     Moments total{0.0, 0.0, 0.0};
-    for (std::size_t p = 0; p < kChannelParts; ++p) merge_moments<Baseline>(total, partials_[s % 2 * kChannelParts + p]);
+    for (std::size_t p = 0; p < kChannelParts; ++p) {
+      merge_moments<Baseline>(total, partials_[s % 2 * kChannelParts + p]);
+    }
     finish_slab(s, s % 2, args_.x[s * v_.slab_floats], total);
   }
   void normalise_part(std::size_t s, std::size_t p, bool stream) const {
@@ -135,8 +127,8 @@ class Forward {
   }
   void chunk_moments(std::size_t n, std::size_t i, std::size_t set, std::size_t t) const {
     const RowTiles::Tile tile = tiles_.tile(i);
-    k_.moments_rows(args_.x + n * v_.image_floats + tile.offset, tile.walk, array(t, kShiftArray),
-                    sums(set) + i * cp_, m2s(set) + i * cp_);
+    k_.moments_rows(args_.x + n * v_.image_floats + tile.offset, tile.walk, array(t, kShiftArray), sums(set) + i * cp_,
+                    m2s(set) + i * cp_);
   }
   // Chunks [h.begin + 1, h.end) into chunk h.begin, in chunk order, for channels [c0, c0 + count); then chunk
   // `half` into chunk 0 (batch norm's tree: parallel_row_passes).
@@ -155,9 +147,9 @@ class Forward {
                   static_cast<double>(v_.spatial - tiles_.first_row(half)));
   }
   // From the merged moments of every channel of image n (chunk 0 of `set`): each group's channels merged (their sums
-  // moved to the group's shift, its first channel's), finished, and a and b of every
-  // channel into thread t's arrays. Every thread of a team runs it, on the same data, for its own arrays. Returns
-  // whether a group was recomputed in double (x was read).
+  // moved to the group's shift, its first channel's value) and finished, then a and b of every channel into thread
+  // t's arrays. Every thread of a team runs it, on the same data, for its own arrays. Returns whether a group was
+  // recomputed in double (x was read).
   bool finish_image(std::size_t n, std::size_t set, std::size_t t, bool publish) const {
     const std::size_t cg = v_.group_channels, c = v_.c;
     const double rows = static_cast<double>(v_.spatial);
@@ -170,7 +162,9 @@ class Forward {
     for (std::size_t g = 0; g < v_.groups; ++g) {
       const std::size_t c0 = g * cg;
       const double base = shift[c0];
-      for (std::size_t j = c0; j < c0 + cg; ++j) moved[j] = sums(set)[j] + rows * (static_cast<double>(shift[j]) - base);
+      for (std::size_t j = c0; j < c0 + cg; ++j) {
+        moved[j] = sums(set)[j] + rows * (static_cast<double>(shift[j]) - base);
+      }
       // NB: the channels hold `rows` values each, so their spread is taken directly (merge_equal_sets), not by cg - 1
       // Chan merges, whose three divisions each made the finish of a 2048-channel image cost as much as its data.
       const Moments total = merge_equal_sets<Baseline>(moved + c0, m2s(set) + c0, cg, rows);
@@ -245,12 +239,12 @@ class Forward {
   const GroupView v_;
   const GroupNormArgs& args_;
   const bool relu_;
-  std::size_t cgp_ = 0;         // slabs: a and b arrays, group_channels rounded up to whole vectors
-  float* coeffs_ = nullptr;     // slabs: pairs of a and b arrays
-  Moments* partials_ = nullptr; // shared slabs: the parts' moments of two slabs
+  std::size_t cgp_ = 0;          // slabs: a and b arrays, group_channels rounded up to whole vectors
+  float* coeffs_ = nullptr;      // slabs: pairs of a and b arrays
+  Moments* partials_ = nullptr;  // shared slabs: the parts' moments of two slabs
   RowTiles tiles_{};
   std::size_t cp_ = 0, block_ = 0, sets_ = 0;
-  float* arrays_ = nullptr;     // rows: kRowArrays padded arrays a thread, block_ floats apart
+  float* arrays_ = nullptr;  // rows: kRowArrays padded arrays a thread, block_ floats apart
   // rows: sets of per-chunk sums and m2 (chunk 0 ends up holding the merged moments), then each thread's sums moved
   // to their groups' shifts
   double* sums_ = nullptr;
@@ -286,8 +280,7 @@ void run_shared_slabs(const Forward& f, bool stream) {
 // arrays, partials in `set`: moments of the chunks, the merge (each half in chunk order, then half 1 into half 0: in
 // a team of two each thread merges its own half from its own cache), the finish on every thread, the second pass
 // over each thread's chunks from the last.
-void image_passes(const Forward& f, std::size_t n, Block mine, Team team, std::size_t t, std::size_t set,
-                  bool stream) {
+void image_passes(const Forward& f, std::size_t n, Block mine, Team team, std::size_t t, std::size_t set, bool stream) {
   const std::size_t chunks = f.tiles().chunks, half = chunks / 2, c = f.view().c;
   f.begin_image(n, t);
   for (std::size_t i = mine.begin; i < mine.end; ++i) f.chunk_moments(n, i, set, t);
@@ -320,8 +313,8 @@ simdnorm_status run_group_norm_forward(const char* fn, const Geometry& g, const 
     // y goes out a slab (or a part of a shared one) a kernel call, but for planes that a part cuts.
     const bool stream = streams_in_calls(args.x, args.y, g, 2, v.slab_floats);
     const bool shared = shares_group_slabs(v, g, 1);
-    const int threads = shared ? 2 : team_size(v.slabs, g.elements);
-    if (!f.allocate_slabs(static_cast<std::size_t>(threads), shared)) {
+    const int threads = team_size(v.slabs, g.elements);  // unshared: one pair of a and b arrays a thread
+    if (!f.allocate_slabs(shared ? 2 : static_cast<std::size_t>(threads), shared)) {
       return fail(SIMDNORM_OUT_OF_MEMORY, "%s: cannot allocate scratch", fn);
     }
     if (shared) {
@@ -346,7 +339,9 @@ simdnorm_status run_group_norm_forward(const char* fn, const Geometry& g, const 
     const std::size_t t = team.thread;
     f.prepare(t);
     if (per_image) {
-      for (std::size_t n = mine.begin; n < mine.end; ++n) image_passes(f, n, Block{0, tiles.chunks}, Team{0, 1}, t, t, stream);
+      for (std::size_t n = mine.begin; n < mine.end; ++n) {
+        image_passes(f, n, Block{0, tiles.chunks}, Team{0, 1}, t, t, stream);
+      }
     } else {
       for (std::size_t n = 0; n < v.n; ++n) image_passes(f, n, mine, team, t, n % 2, stream);
     }
