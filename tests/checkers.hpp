@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <initializer_list>
 #include <new>
 #include <random>
@@ -181,36 +182,53 @@ class GuardedBuffer {
 // A value that no kernel computes by accident: marks outputs that were never written.
 inline float SentinelFloat() { return BitsToFloat(0x7F7FDEADu); }  // a large finite float, ~3.4e38
 
+// The buffers of one backward call under test (batch norm's and the other norms'): x and dy as given, misaligned as
+// asked; dx in its own buffer or over dy (in place); dgamma and dbeta per channel; the outputs filled with sentinels.
+struct BackwardBuffers {
+  BackwardBuffers(const std::vector<float>& x_given, const std::vector<float>& dy_given, std::size_t channels,
+                  std::size_t misalign, bool inplace);
+  // dx as passed to the call: NULL when not `wanted`.
+  float* dx(bool wanted) { return !wanted ? nullptr : inplace ? dy.data() : dx_own.data(); }
+  // After the call: x, and dy unless dx was written over it, unchanged; no write outside any buffer.
+  bool ExpectIntact(const std::string& context, const std::vector<float>& x_given, const std::vector<float>& dy_given,
+                    bool dx_written) const;
+
+  bool inplace;
+  GuardedBuffer x, dy, dx_own, dgamma, dbeta;
+};
+
 // ---------------------------------------------------------------------------------------------------------------
 // Element-wise comparison with per-element tolerance. On failure adds one gtest failure naming the first bad index
-// (and its tensor coordinates when `tensor` is not null, else the channel), both values, the difference, the
-// tolerance, and how many elements were bad. Returns true when all were within tolerance.
+// and its coordinates (`where(i)`, a string), both values, the difference, the tolerance, and how many elements were
+// bad. Returns true when all were within tolerance.
 
-template <class Tol>
-bool ExpectNear(const std::string& context, const char* what, const float* got, const float* want, std::size_t count,
-                const simdnorm_shape* tensor, Tol tol) {
-  std::size_t bad = 0;
-  std::size_t first = 0;
+template <class Tol, class Where>
+bool ExpectNearAt(const std::string& context, const char* what, const float* got, const float* want, std::size_t count,
+                  Tol tol, Where where) {
+  std::size_t bad = 0, first = 0;
   double first_tol = 0.0;
   for (std::size_t i = 0; i < count; ++i) {
-    const double g = got[i];
-    const double w = want[i];
     const double t = tol(i);
-    if (!(std::fabs(g - w) <= t)) {  // also catches NaN on either side
-      if (bad == 0) {
-        first = i;
-        first_tol = t;
-      }
-      ++bad;
+    if (!(std::fabs(double(got[i]) - double(want[i])) <= t) && bad++ == 0) {  // NaN on either side fails
+      first = i;
+      first_tol = t;
     }
   }
   if (bad == 0) return true;
-  const std::string where = tensor != nullptr ? CoordString(*tensor, first) : "(channel " + std::to_string(first) + ")";
   ADD_FAILURE() << context << "\n  " << what << ": " << bad << " of " << count << " values out of tolerance; first at "
-                << "index " << first << " " << where << ": got " << FloatString(got[first]) << ", reference "
+                << "index " << first << " " << where(first) << ": got " << FloatString(got[first]) << ", reference "
                 << FloatString(want[first]) << ", |diff| " << FloatString(std::fabs(double(got[first]) - want[first]))
                 << ", tolerance " << FloatString(first_tol);
   return false;
+}
+
+// ExpectNearAt with the tensor coordinates of `tensor` when it is not null, else the channel.
+template <class Tol>
+bool ExpectNear(const std::string& context, const char* what, const float* got, const float* want, std::size_t count,
+                const simdnorm_shape* tensor, Tol tol) {
+  return ExpectNearAt(context, what, got, want, count, tol, [tensor](std::size_t i) {
+    return tensor != nullptr ? CoordString(*tensor, i) : "(channel " + std::to_string(i) + ")";
+  });
 }
 
 // Bit-for-bit comparison (NaN-safe: bit patterns, not values), for results promised identical (the split-phase API
@@ -238,6 +256,14 @@ bool ExpectNearDoubles(const std::string& context, const char* what, const doubl
 // Guard check with a readable failure.
 bool ExpectGuardsIntact(const std::string& context, const char* what, const GuardedBuffer& buffer);
 
+// "SIMDNORM_INVALID_ARGUMENT", ...
+std::string StatusString(simdnorm_status status);
+// A call that must succeed: on failure one gtest failure with the status and simdnorm_last_error().
+bool ExpectSuccess(const std::string& context, const char* call, simdnorm_status got);
+// `got` byte for byte as `original` (an input, or an output that must not be written).
+bool ExpectUnchanged(const std::string& context, const char* what, const float* got, const float* original,
+                     std::size_t count);
+
 // ---------------------------------------------------------------------------------------------------------------
 // Data generation shared by the checkers.
 
@@ -246,6 +272,9 @@ struct InputDistribution {
   double stddev_lo = 0.5, stddev_hi = 2.0;  // per-channel standard deviation, uniform
 };
 
+// values.size() values mean + stddev * N(0, 1), mean and stddev uniform in the ranges of `dist`, redrawn until the
+// sample deviation is at least half of stddev: one channel of FillInput, one statistic of FillNormInput.
+void DrawSample(Rng& rng, const InputDistribution& dist, std::vector<float>& values);
 // x(n, c, s) = mean_c + stddev_c * N(0, 1), drawn channel by channel in logical (n, s) order so both layouts of a
 // seed hold the same tensor; each channel's sample deviation is at least half of stddev_c.
 void FillInput(Rng& rng, const simdnorm_shape& shape, const InputDistribution& dist, float* x);
@@ -257,6 +286,20 @@ void ChannelStats(const simdnorm_shape& shape, const float* x, std::vector<doubl
 // if that did not converge.
 bool SeparateFromReluKink(Rng& rng, const simdnorm_shape& shape, float* x, const float* gamma, float* beta, float eps,
                           double margin);
+// The search behind SeparateFromReluKink and SeparateNormFromReluKink, for any grouping of x into statistics:
+// `forward(y)` runs the reference forward without the ReLU, `stats(mean, var)` gives the exact statistics, element i
+// takes gamma and beta of `channel(i)` and the statistic `stat(i)`, which covers `per_stat` values.
+struct ReluKinkSearch {
+  std::size_t count, channels, per_stat;
+  std::function<bool(float* y)> forward;
+  std::function<void(std::vector<double>& mean, std::vector<double>& var)> stats;
+  std::function<std::size_t(std::size_t)> channel, stat;
+};
+bool SeparateFromReluKink(Rng& rng, const ReluKinkSearch& search, float* x, const float* gamma, float* beta, float eps,
+                          double margin);
+
+// gamma with |gamma| in [0.5, 2] and random sign, beta in [-1, 1].
+void MakeAffineParams(Rng& rng, std::size_t c, std::vector<float>& gamma, std::vector<float>& beta);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Tolerance formulas (see the top of this file), shared by the checkers and the hand-written numerics tests.
@@ -362,34 +405,16 @@ class TensorCheck {
 class TrainingCheck : public TensorCheck<TrainingCheck> {
  public:
   TrainingCheck() { spatial_ = 2; }  // training needs n*spatial >= 2
-  TrainingCheck& running(bool v = true) {
-    running_ = v;
-    return *this;
-  }
+  TrainingCheck& running(bool v = true) { return set(running_, v); }
   // false: pass NULL for batch_mean and batch_invstd (then y and the running statistics are still checked).
-  TrainingCheck& batch_stats(bool v = true) {
-    batch_stats_ = v;
-    return *this;
-  }
-  TrainingCheck& momentum(float v) {
-    momentum_ = v;
-    return *this;
-  }
-  TrainingCheck& input(const InputDistribution& v) {
-    dist_ = v;
-    return *this;
-  }
+  TrainingCheck& batch_stats(bool v = true) { return set(batch_stats_, v); }
+  TrainingCheck& momentum(float v) { return set(momentum_, v); }
+  TrainingCheck& input(const InputDistribution& v) { return set(dist_, v); }
   // Relative tolerance of batch_invstd; the default is kReductionUlps * FLT_EPSILON. Only the large-mean tests,
   // whose data are ill-conditioned on purpose, set a documented looser bound.
-  TrainingCheck& invstd_rel_tol(double v) {
-    invstd_rel_ = v;
-    return *this;
-  }
+  TrainingCheck& invstd_rel_tol(double v) { return set(invstd_rel_, v); }
   // Tolerance of batch_mean in units of FLT_EPSILON * (|mean| + std); default kReductionUlps.
-  TrainingCheck& mean_ulps(double v) {
-    mean_ulps_ = v;
-    return *this;
-  }
+  TrainingCheck& mean_ulps(double v) { return set(mean_ulps_, v); }
 
   bool Test() const;
   std::string Describe() const;
@@ -413,10 +438,7 @@ class BackwardCheck : public TensorCheck<BackwardCheck> {
   BackwardCheck() { spatial_ = 2; }  // backward needs n*spatial >= 2
   // Which outputs are requested (the others are passed as NULL).
   BackwardCheck& outputs(bool dx, bool dgamma, bool dbeta) {
-    want_dx_ = dx;
-    want_dgamma_ = dgamma;
-    want_dbeta_ = dbeta;
-    return *this;
+    return set(want_dx_, dx).set(want_dgamma_, dgamma).set(want_dbeta_, dbeta);
   }
 
   bool Test() const;
@@ -434,27 +456,20 @@ class AffineCheck : public TensorCheck<AffineCheck> {
 
 class FoldCheck {
  public:
-  FoldCheck& c(std::size_t v) {
-    c_ = v;
-    return *this;
-  }
-  FoldCheck& gamma_beta(bool v = true) {
-    gamma_beta_ = v;
-    return *this;
-  }
-  FoldCheck& eps(float v) {
-    eps_ = v;
-    return *this;
-  }
-  FoldCheck& seed(std::uint64_t v) {
-    seed_ = v;
-    return *this;
-  }
+  FoldCheck& c(std::size_t v) { return set(c_, v); }
+  FoldCheck& gamma_beta(bool v = true) { return set(gamma_beta_, v); }
+  FoldCheck& eps(float v) { return set(eps_, v); }
+  FoldCheck& seed(std::uint64_t v) { return set(seed_, v); }
 
   bool Test() const;
   std::string Describe() const;
 
  private:
+  template <class T, class V>
+  FoldCheck& set(T& field, V value) {
+    field = value;
+    return *this;
+  }
   std::size_t c_ = 1;
   bool gamma_beta_ = false;
   float eps_ = 1e-5f;

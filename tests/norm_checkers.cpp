@@ -69,42 +69,13 @@ simdnorm_status NormBackward(bool reference, const NormGeometry& g, const float*
   return SIMDNORM_UNSUPPORTED;
 }
 
-std::string NormStatusString(simdnorm_status status) {
-  switch (status) {
-    case SIMDNORM_SUCCESS:
-      return "SIMDNORM_SUCCESS";
-    case SIMDNORM_INVALID_ARGUMENT:
-      return "SIMDNORM_INVALID_ARGUMENT";
-    case SIMDNORM_UNSUPPORTED:
-      return "SIMDNORM_UNSUPPORTED";
-    case SIMDNORM_OUT_OF_MEMORY:
-      return "SIMDNORM_OUT_OF_MEMORY";
-    case SIMDNORM_NON_FINITE:
-      return "SIMDNORM_NON_FINITE";
-  }
-  return "status " + std::to_string(static_cast<int>(status));
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Data.
 
 void FillNormInput(Rng& rng, const NormGeometry& g, const InputDistribution& dist, float* x) {
-  const std::size_t m = g.per_stat();
-  std::vector<float> values(m);
+  std::vector<float> values(g.per_stat());
   for (std::size_t s = 0; s < g.stats(); ++s) {
-    const double mean = rng.uniform(dist.mean_lo, dist.mean_hi);
-    const double stddev = rng.uniform(dist.stddev_lo, dist.stddev_hi);
-    for (int attempt = 0; attempt < 1000; ++attempt) {
-      double sum = 0.0;
-      for (float& v : values) {
-        v = static_cast<float>(mean + stddev * rng.normal());
-        sum += v;
-      }
-      if (m < 2) break;
-      double m2 = 0.0;
-      for (float v : values) m2 += (v - sum / m) * (v - sum / m);
-      if (std::sqrt(m2 / m) >= 0.5 * stddev) break;
-    }
+    DrawSample(rng, dist, values);
     std::size_t k = 0;
     ForEachInStat(g, s, [&](std::size_t i) { x[i] = values[k++]; });
   }
@@ -125,55 +96,23 @@ void NormStats(const NormGeometry& g, const float* x, std::vector<double>& mean,
   }
 }
 
-void MakeNormParams(Rng& rng, std::size_t c, std::vector<float>& gamma, std::vector<float>& beta) {
-  gamma.resize(c);
-  beta.resize(c);
-  for (std::size_t i = 0; i < c; ++i) {
-    gamma[i] = static_cast<float>(rng.signed_uniform(0.5, 2.0));
-    beta[i] = static_cast<float>(rng.uniform(-1.0, 1.0));
-  }
-}
-
 bool SeparateNormFromReluKink(Rng& rng, const NormGeometry& g, float* x, const float* gamma, float* beta, float eps,
                               double margin) {
-  const std::size_t count = g.elements();
-  std::vector<float> y(count), mean_f(g.stats()), rstd_f(g.stats());
-  std::vector<double> mean, var;
-  std::vector<char> channel_bad(g.c);
   // One value a group and no beta: the output is 0 exactly, and its sign in float arithmetic is a rounding's (the
   // residual of an FMA a*x - mean*a). Nothing moves it.
   if (g.per_stat() == 1 && beta == nullptr) return false;
-  for (int iteration = 0; iteration < 100; ++iteration) {
-    if (NormForward(true, g, x, y.data(), gamma, beta, eps, mean_f.data(), rstd_f.data(), 0) != SIMDNORM_SUCCESS) {
-      return false;
-    }
-    NormStats(g, x, mean, var);
-    std::fill(channel_bad.begin(), channel_bad.end(), 0);
-    bool any = false;
-    for (std::size_t i = 0; i < count; ++i) {
-      if (std::fabs(y[i]) >= margin) continue;
-      const std::size_t c = g.channel(i), s = g.stat(i);
-      channel_bad[c] = 1;
-      any = true;
-      if (iteration < 20) {
-        // Put the output at +-4 margins, on its side (as SeparateFromReluKink does for batch norm).
-        const double a = (gamma ? gamma[c] : 1.0) / std::sqrt(var[s] + double(eps));
-        const double b = (beta ? beta[c] : 0.0) - mean[s] * a;
-        const double target = (y[i] < 0.0f ? -4.0 : 4.0) * margin;
-        x[i] = static_cast<float>((target - b) / a);
-      } else {
-        x[i] = static_cast<float>(mean[s] + std::sqrt(var[s]) * rng.normal());
-      }
-    }
-    if (!any) return true;
-    // In groups of one to three values xhat hardly moves with x: only beta can move the output off zero.
-    if (beta != nullptr && iteration >= 1 && g.per_stat() <= 3) {
-      for (std::size_t c = 0; c < g.c; ++c) {
-        if (channel_bad[c]) beta[c] = static_cast<float>(rng.uniform(-1.0, 1.0));
-      }
-    }
-  }
-  return false;
+  std::vector<float> mean_f(g.stats()), rstd_f(g.stats());
+  ReluKinkSearch search;
+  search.count = g.elements();
+  search.channels = g.c;
+  search.per_stat = g.per_stat();
+  search.forward = [&](float* y) {
+    return NormForward(true, g, x, y, gamma, beta, eps, mean_f.data(), rstd_f.data(), 0) == SIMDNORM_SUCCESS;
+  };
+  search.stats = [&](std::vector<double>& mean, std::vector<double>& var) { NormStats(g, x, mean, var); };
+  search.channel = [&](std::size_t i) { return g.channel(i); };
+  search.stat = [&](std::size_t i) { return g.stat(i); };
+  return SeparateFromReluKink(rng, search, x, gamma, beta, eps, margin);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -239,22 +178,6 @@ double NormBackwardBounds::dx(std::size_t i) const {
 
 namespace {
 
-bool ExpectSuccess(const std::string& context, const char* call, simdnorm_status got) {
-  if (got == SIMDNORM_SUCCESS) return true;
-  ADD_FAILURE() << context << "\n  " << call << " returned " << NormStatusString(got) << ": " << simdnorm_last_error();
-  return false;
-}
-
-bool ExpectUnchanged(const std::string& context, const char* what, const float* got, const float* original,
-                     std::size_t count) {
-  if (count == 0 || std::memcmp(got, original, count * sizeof(float)) == 0) return true;
-  std::size_t i = 0;
-  while (FloatBits(got[i]) == FloatBits(original[i])) ++i;
-  ADD_FAILURE() << context << "\n  " << what << " was modified, first at index " << i << ": "
-                << FloatString(original[i]) << " became " << FloatString(got[i]);
-  return false;
-}
-
 // An output passed as NULL, or one the kind has not: still all sentinels, guards intact.
 bool ExpectNotWritten(const std::string& context, const char* what, const GuardedBuffer& b) {
   const std::vector<float> sentinels(b.size(), SentinelFloat());
@@ -281,7 +204,7 @@ bool NormForwardCheck::Test() const {
   Rng rng(MixSeed({seed_, g.n, g.c, g.spatial, g.groups, static_cast<std::uint64_t>(g.kind), 0xf0}));
   std::vector<float> x(count), gamma, beta;
   FillNormInput(rng, g, dist_, x.data());
-  MakeNormParams(rng, g.c, gamma, beta);
+  MakeAffineParams(rng, g.c, gamma, beta);
   const float* gp = gamma_ ? gamma.data() : nullptr;
   float* bp = (beta_ || NeedsBetaForRelu()) && g.centred() ? beta.data() : nullptr;
   const unsigned flags = relu_ ? SIMDNORM_FUSE_RELU : 0u;
@@ -321,7 +244,7 @@ bool NormForwardCheck::Test() const {
                ? "(image " + std::to_string(s / g.groups) + ", group " + std::to_string(s % g.groups) + ")"
                : "(row " + std::to_string(s) + ")";
   };
-  bool ok = ExpectNormNear(
+  bool ok = ExpectNearAt(
       context, "y", y, y_ref.data(), count,
       [&](std::size_t i) {
         const std::size_t c = g.channel(i), s = g.stat(i);
@@ -330,13 +253,13 @@ bool NormForwardCheck::Test() const {
       },
       coord);
   if (mean_written) {
-    ok &= ExpectNormNear(
+    ok &= ExpectNearAt(
         context, "mean", mean_out.data(), mean_ref.data(), S, [&](std::size_t s) { return mean_tol[s]; }, stat_name);
   } else {
     ok &= ExpectNotWritten(context, g.centred() ? "mean (passed as NULL)" : "mean (RMSNorm has none)", mean_out);
   }
   if (want_rstd_) {
-    ok &= ExpectNormNear(
+    ok &= ExpectNearAt(
         context, "rstd", rstd_out.data(), rstd_ref.data(), S,
         [&](std::size_t s) { return rstd_rel_ * std::fabs(double(rstd_ref[s])); }, stat_name);
   } else {
@@ -367,7 +290,7 @@ bool NormBackwardCheck::Test() const {
   Rng rng(MixSeed({seed_, g.n, g.c, g.spatial, g.groups, static_cast<std::uint64_t>(g.kind), 0xbac}));
   std::vector<float> x(count), dy(count), gamma, beta;
   FillNormInput(rng, g, dist_, x.data());
-  MakeNormParams(rng, C, gamma, beta);
+  MakeAffineParams(rng, C, gamma, beta);
   for (float& v : dy) v = static_cast<float>(rng.normal());
   const float* gp = gamma_ ? gamma.data() : nullptr;
   // Only GroupNorm's backward takes beta (it recomputes the ReLU's input).
@@ -394,16 +317,12 @@ bool NormBackwardCheck::Test() const {
     return false;
   }
 
-  GuardedBuffer xin(count, misalign_), dyin(count, misalign_), dxout(inplace_ ? 0 : count, misalign_), dg(C), db(C);
-  xin.assign(x);
-  dyin.assign(dy);
-  dxout.fill(SentinelFloat());
-  dg.fill(SentinelFloat());
-  db.fill(SentinelFloat());
-  float* dx = !want_dx_ ? nullptr : inplace_ ? dyin.data() : dxout.data();
+  BackwardBuffers buffers(x, dy, C, misalign_, inplace_);
+  GuardedBuffer &dg = buffers.dgamma, &db = buffers.dbeta;
+  float* dx = buffers.dx(want_dx_);
   const bool dbeta_written = want_dbeta_ && has_dbeta;
   if (!ExpectSuccess(context, "the fast backward",
-                     NormBackward(false, g, xin.data(), dyin.data(), gp, bp, mp, rstd_ref.data(), dx,
+                     NormBackward(false, g, buffers.x.data(), buffers.dy.data(), gp, bp, mp, rstd_ref.data(), dx,
                                   want_dgamma_ ? dg.data() : nullptr, dbeta_written ? db.data() : nullptr, flags))) {
     return false;
   }
@@ -417,28 +336,24 @@ bool NormBackwardCheck::Test() const {
   auto column = [&](std::size_t c) { return "(channel " + std::to_string(c) + ")"; };
   bool ok = true;
   if (want_dx_) {
-    ok &= ExpectNormNear(
+    ok &= ExpectNearAt(
         context, "dx", dx, dx_ref.data(), count, [&](std::size_t i) { return bounds.dx(i); },
         [&](std::size_t i) { return g.Coord(i); });
   }
   if (want_dgamma_) {
-    ok &= ExpectNormNear(
+    ok &= ExpectNearAt(
         context, "dgamma", dg.data(), dg_ref.data(), C, [&](std::size_t c) { return bounds.dgamma(c); }, column);
   } else {
     ok &= ExpectNotWritten(context, "dgamma (passed as NULL)", dg);
   }
   if (dbeta_written) {
-    ok &= ExpectNormNear(
+    ok &= ExpectNearAt(
         context, "dbeta", db.data(), db_ref.data(), C, [&](std::size_t c) { return bounds.dbeta(c); }, column);
   } else {
     ok &= ExpectNotWritten(context, has_dbeta ? "dbeta (passed as NULL)" : "dbeta (RMSNorm has none)", db);
   }
-  if (!want_dx_) ok &= ExpectNotWritten(context, "dx (passed as NULL)", dxout);
-  ok &= ExpectUnchanged(context, "x (an input)", xin.data(), x.data(), count);
-  if (!(inplace_ && want_dx_)) ok &= ExpectUnchanged(context, "dy (an input)", dyin.data(), dy.data(), count);
-  ok &= ExpectGuardsIntact(context, "x", xin) && ExpectGuardsIntact(context, "dy/dx", dyin);
-  ok &= ExpectGuardsIntact(context, "dx", dxout) && ExpectGuardsIntact(context, "dgamma", dg) &&
-        ExpectGuardsIntact(context, "dbeta", db);
+  if (!want_dx_) ok &= ExpectNotWritten(context, "dx (passed as NULL)", buffers.dx_own);
+  ok &= buffers.ExpectIntact(context, x, dy, want_dx_);
   return ok;
 }
 
@@ -469,6 +384,19 @@ NormCaseOptions RotateNormOptions(std::uint64_t case_index) {
   o.dbeta = all_outputs || ((h >> 14) & 1u) != 0;
   o.misalign = ((h >> 15) & 3u) == 0 ? 1 : 0;
   return o;
+}
+
+std::vector<NormGeometry> NormShapes(NormKind kind, const std::vector<RowDims>& rows,
+                                     const std::vector<GroupDims>& groups) {
+  std::vector<NormGeometry> shapes;
+  if (kind != NormKind::kGroup) {
+    for (const RowDims& r : rows) shapes.push_back(NormGeometry::Row(kind, r.rows, r.cols));
+    return shapes;
+  }
+  for (simdnorm_layout layout : kLayouts) {
+    for (const GroupDims& d : groups) shapes.push_back(NormGeometry::Group(d.n, d.c, d.spatial, layout, d.groups));
+  }
+  return shapes;
 }
 
 std::vector<std::size_t> GroupCounts(std::size_t c) {

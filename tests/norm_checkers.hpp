@@ -49,6 +49,8 @@ struct NormGeometry {
 
   static NormGeometry Layer(std::size_t rows, std::size_t cols) { return {NormKind::kLayer, rows, cols, 1, 1}; }
   static NormGeometry Rms(std::size_t rows, std::size_t cols) { return {NormKind::kRms, rows, cols, 1, 1}; }
+  // LayerNorm or RMSNorm, as `kind` says.
+  static NormGeometry Row(NormKind kind, std::size_t rows, std::size_t cols) { return {kind, rows, cols, 1, 1}; }
   static NormGeometry Group(std::size_t n, std::size_t c, std::size_t spatial, simdnorm_layout layout,
                             std::size_t groups) {
     return {NormKind::kGroup, n, c, spatial, groups, layout};
@@ -86,7 +88,6 @@ simdnorm_status NormForward(bool reference, const NormGeometry& g, const float* 
 simdnorm_status NormBackward(bool reference, const NormGeometry& g, const float* x, const float* dy, const float* gamma,
                              const float* beta, const float* mean, const float* rstd, float* dx, float* dgamma,
                              float* dbeta, unsigned flags);
-std::string NormStatusString(simdnorm_status status);
 
 // ---------------------------------------------------------------------------------------------------------------
 // Data.
@@ -97,8 +98,6 @@ void FillNormInput(Rng& rng, const NormGeometry& g, const InputDistribution& dis
 // Exact statistics of x in double, two passes: per statistic the mean and the biased variance (RMSNorm: mean 0 and
 // the mean of squares in `var`).
 void NormStats(const NormGeometry& g, const float* x, std::vector<double>& mean, std::vector<double>& var);
-// gamma with |gamma| in [0.5, 2] and random sign, beta in [-1, 1].
-void MakeNormParams(Rng& rng, std::size_t c, std::vector<float>& gamma, std::vector<float>& beta);
 // GroupNorm with SIMDNORM_FUSE_RELU: moves values of x (and, in groups of at most three values, redraws beta where
 // it is not null) until every pre-activation output of the reference is at least `margin` from 0, so that the ReLU
 // mask cannot depend on rounding. Returns false if that did not converge, and for groups of one value without beta,
@@ -129,42 +128,44 @@ class NormBackwardBounds {
   std::vector<double> sum_g_, sum_gxhat_, abs_g_, abs_gxhat_;  // per statistic, g = dy*gamma
 };
 
-// ExpectNear (checkers.hpp) with the coordinates `where(i)` names, for tensors and per-statistic arrays alike.
-template <class Tol, class Where>
-bool ExpectNormNear(const std::string& context, const char* what, const float* got, const float* want,
-                    std::size_t count, Tol tol, Where where) {
-  std::size_t bad = 0, first = 0;
-  double first_tol = 0.0;
-  for (std::size_t i = 0; i < count; ++i) {
-    const double t = tol(i);
-    if (!(std::fabs(double(got[i]) - double(want[i])) <= t) && bad++ == 0) {  // NaN on either side fails
-      first = i;
-      first_tol = t;
-    }
-  }
-  if (bad == 0) return true;
-  ADD_FAILURE() << context << "\n  " << what << ": " << bad << " of " << count << " values out of tolerance; first at "
-                << "index " << first << " " << where(first) << ": got " << FloatString(got[first]) << ", reference "
-                << FloatString(want[first]) << ", |diff| " << FloatString(std::fabs(double(got[first]) - want[first]))
-                << ", tolerance " << FloatString(first_tol);
-  return false;
-}
-
 // ---------------------------------------------------------------------------------------------------------------
 // Checkers.
 
-class NormForwardCheck {
+// The settings both checkers share, as chained setters returning the checker itself (CRTP, as checkers.hpp's
+// TensorCheck). `inplace` writes y over x, or dx over dy.
+template <class Derived>
+class NormCheck {
  public:
-  explicit NormForwardCheck(const NormGeometry& g) : g_(g) {}
-  NormForwardCheck& inplace(bool v = true) { return set(inplace_, v); }
-  NormForwardCheck& gamma(bool v = true) { return set(gamma_, v); }
-  NormForwardCheck& beta(bool v = true) { return set(beta_, v); }
-  NormForwardCheck& relu(bool v = true) { return set(relu_, v); }
+  explicit NormCheck(const NormGeometry& g) : g_(g) {}
+  Derived& inplace(bool v = true) { return set(inplace_, v); }
+  Derived& gamma(bool v = true) { return set(gamma_, v); }
+  Derived& beta(bool v = true) { return set(beta_, v); }
+  Derived& relu(bool v = true) { return set(relu_, v); }
+  Derived& misalign(std::size_t floats) { return set(misalign_, floats); }
+  Derived& eps(float v) { return set(eps_, v); }
+  Derived& seed(std::uint64_t v) { return set(seed_, v); }
+  Derived& input(const InputDistribution& v) { return set(dist_, v); }
+
+ protected:
+  // A group of one value outputs beta exactly: with the ReLU, and no beta, it would sit on the kink.
+  bool NeedsBetaForRelu() const { return relu_ && g_.kind == NormKind::kGroup && g_.per_stat() == 1; }
+  template <class T, class V>
+  Derived& set(T& field, V value) {
+    field = value;
+    return static_cast<Derived&>(*this);
+  }
+  NormGeometry g_;
+  bool inplace_ = false, gamma_ = false, beta_ = false, relu_ = false;
+  std::size_t misalign_ = 0;
+  float eps_ = 1e-5f;
+  std::uint64_t seed_ = 1;
+  InputDistribution dist_;
+};
+
+class NormForwardCheck : public NormCheck<NormForwardCheck> {
+ public:
+  using NormCheck::NormCheck;
   NormForwardCheck& stats(bool mean, bool rstd) { return set(want_mean_, mean).set(want_rstd_, rstd); }
-  NormForwardCheck& misalign(std::size_t floats) { return set(misalign_, floats); }
-  NormForwardCheck& eps(float v) { return set(eps_, v); }
-  NormForwardCheck& seed(std::uint64_t v) { return set(seed_, v); }
-  NormForwardCheck& input(const InputDistribution& v) { return set(dist_, v); }
   // Only the large-mean tests, ill-conditioned on purpose, loosen these (documented there).
   NormForwardCheck& rstd_rel_tol(double v) { return set(rstd_rel_, v); }
   NormForwardCheck& mean_ulps(double v) { return set(mean_ulps_, v); }
@@ -172,54 +173,21 @@ class NormForwardCheck {
   std::string Describe() const;
 
  private:
-  // A group of one value outputs beta exactly: with the ReLU, and no beta, it would sit on the kink.
-  bool NeedsBetaForRelu() const { return relu_ && g_.kind == NormKind::kGroup && g_.per_stat() == 1; }
-  template <class T, class V>
-  NormForwardCheck& set(T& field, V value) {
-    field = value;
-    return *this;
-  }
-  NormGeometry g_;
-  bool inplace_ = false, gamma_ = false, beta_ = false, relu_ = false, want_mean_ = true, want_rstd_ = true;
-  std::size_t misalign_ = 0;
-  float eps_ = 1e-5f;
-  std::uint64_t seed_ = 1;
-  InputDistribution dist_;
+  bool want_mean_ = true, want_rstd_ = true;
   double rstd_rel_ = kReductionUlps * FLT_EPSILON, mean_ulps_ = kReductionUlps;
 };
 
-class NormBackwardCheck {
+class NormBackwardCheck : public NormCheck<NormBackwardCheck> {
  public:
-  explicit NormBackwardCheck(const NormGeometry& g) : g_(g) {}
-  NormBackwardCheck& inplace(bool v = true) { return set(inplace_, v); }  // dx over dy
-  NormBackwardCheck& gamma(bool v = true) { return set(gamma_, v); }
-  NormBackwardCheck& beta(bool v = true) { return set(beta_, v); }
-  NormBackwardCheck& relu(bool v = true) { return set(relu_, v); }
+  using NormCheck::NormCheck;
   NormBackwardCheck& outputs(bool dx, bool dgamma, bool dbeta) {
     return set(want_dx_, dx).set(want_dgamma_, dgamma).set(want_dbeta_, dbeta);
   }
-  NormBackwardCheck& misalign(std::size_t floats) { return set(misalign_, floats); }
-  NormBackwardCheck& eps(float v) { return set(eps_, v); }
-  NormBackwardCheck& seed(std::uint64_t v) { return set(seed_, v); }
-  NormBackwardCheck& input(const InputDistribution& v) { return set(dist_, v); }
   bool Test() const;
   std::string Describe() const;
 
  private:
-  // A group of one value outputs beta exactly: with the ReLU, and no beta, it would sit on the kink.
-  bool NeedsBetaForRelu() const { return relu_ && g_.kind == NormKind::kGroup && g_.per_stat() == 1; }
-  template <class T, class V>
-  NormBackwardCheck& set(T& field, V value) {
-    field = value;
-    return *this;
-  }
-  NormGeometry g_;
-  bool inplace_ = false, gamma_ = false, beta_ = false, relu_ = false;
   bool want_dx_ = true, want_dgamma_ = true, want_dbeta_ = true;
-  std::size_t misalign_ = 0;
-  float eps_ = 1e-5f;
-  std::uint64_t seed_ = 1;
-  InputDistribution dist_;
 };
 
 // Options rotated over the cases of a grid (after RotateOptions): pseudo-random bits from a hash of the case index.
@@ -231,6 +199,17 @@ struct NormCaseOptions {
   NormCaseOptions Flipped() const;
 };
 NormCaseOptions RotateNormOptions(std::uint64_t case_index);
+
+// The shapes a test sweeps for one kind: `rows` for LayerNorm and RMSNorm, each of `groups` in both layouts (NCHW
+// first) for GroupNorm.
+struct RowDims {
+  std::size_t rows, cols;
+};
+struct GroupDims {
+  std::size_t n, c, spatial, groups;
+};
+std::vector<NormGeometry> NormShapes(NormKind kind, const std::vector<RowDims>& rows,
+                                     const std::vector<GroupDims>& groups);
 
 // The group counts a grid tries for c channels: every divisor of c up to 32 channels; beyond, the divisors among 1, 2,
 // 3, 8, 32, c/16 and c (for 64: 64, 32, 16, 8, 2 and 1 channels a group; for 96: 96, 48, 32, 16, 12, 3 and 1).

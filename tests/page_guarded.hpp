@@ -1,5 +1,5 @@
 // Buffers flush against an inaccessible page, so that any access one element past either end faults (SIGSEGV) in any
-// build, sanitised or not. The same helper as test_guard_pages.cpp's, shared with the newer guard-page tests.
+// build, sanitised or not. Used by the batch norm guard-page tests and the LayerNorm/RMSNorm/GroupNorm ones.
 #ifndef SIMDNORM_TESTS_PAGE_GUARDED_HPP_
 #define SIMDNORM_TESTS_PAGE_GUARDED_HPP_
 

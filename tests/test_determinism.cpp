@@ -3,20 +3,13 @@
 // shapes large enough to be split across threads along each axis a driver might split (batch, channel, spatial).
 #include "checkers.hpp"
 #include "grids.hpp"
+#include "thread_determinism.hpp"
 
 namespace simdnorm_test {
 namespace {
 
-class DeterminismTest : public IsaTest {
- protected:
-  void TearDown() override {
-    simdnorm_set_num_threads(0);
-    IsaTest::TearDown();
-  }
-};
+class DeterminismTest : public ThreadCountTest {};
 SIMDNORM_INSTANTIATE_PER_ISA(DeterminismTest);
-
-constexpr int kThreadCounts[] = {2, 3, 4, 7, 16};
 
 struct SplitShape {
   std::size_t n, c, spatial;
@@ -52,32 +45,6 @@ struct Problem {
     }
   }
 };
-
-// Runs `run(outputs)` with one thread, then with each other thread count, and compares every output buffer bytewise.
-template <class Run>
-void ExpectSameBitsForAllThreadCounts(const std::string& context, std::vector<std::vector<float>>& outputs,
-                                      const std::vector<const char*>& names, Run run) {
-  simdnorm_set_num_threads(1);
-  ASSERT_EQ(run(outputs), SIMDNORM_SUCCESS) << context << " threads=1: " << simdnorm_last_error();
-  const std::vector<std::vector<float>> baseline = outputs;
-  for (int threads : kThreadCounts) {
-    simdnorm_set_num_threads(threads);
-    for (auto& out : outputs) std::fill(out.begin(), out.end(), SentinelFloat());
-    ASSERT_EQ(run(outputs), SIMDNORM_SUCCESS) << context << " threads=" << threads << ": " << simdnorm_last_error();
-    for (std::size_t k = 0; k < outputs.size(); ++k) {
-      const std::vector<float>& got = outputs[k];
-      const std::vector<float>& want = baseline[k];
-      if (std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) != 0) {
-        std::size_t i = 0;
-        while (FloatBits(got[i]) == FloatBits(want[i])) ++i;
-        ADD_FAILURE() << context << ": " << names[k] << " with " << threads
-                      << " threads differs from 1 thread, first at "
-                      << "index " << i << ": " << FloatString(got[i]) << " vs " << FloatString(want[i]);
-      }
-    }
-  }
-  simdnorm_set_num_threads(0);
-}
 
 std::string Context(const char* what, const simdnorm_shape& shape) {
   return std::string(what) + " " + ShapeString(shape) + " isa=" + CurrentIsa();

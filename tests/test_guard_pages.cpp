@@ -4,8 +4,6 @@
 // too, with their per-channel double arrays, on the whole batch and on parts of it (the first images, flush against
 // the guard before the tensor, and the last image, flush against the guard after it).
 #include <simdnorm/simdnorm.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include <cstddef>
 #include <cstdint>
@@ -13,51 +11,17 @@
 #include <vector>
 
 #include "checkers.hpp"
+#include "page_guarded.hpp"
 
 namespace simdnorm_test {
 namespace {
 
-enum class Edge { kEnd, kStart };
-
-// `count` values of T flush against a PROT_NONE page at the chosen edge.
-template <class T>
-class PageGuarded {
- public:
-  PageGuarded(std::size_t count, Edge edge) : count_(count) {
-    const std::size_t page = static_cast<std::size_t>(sysconf(_SC_PAGESIZE));
-    const std::size_t bytes = count * sizeof(T);
-    const std::size_t data_pages = (bytes + page - 1) / page;
-    length_ = (data_pages + 2) * page;
-    void* map = mmap(nullptr, length_, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (map == MAP_FAILED) throw std::bad_alloc();
-    base_ = static_cast<unsigned char*>(map);
-    unsigned char* first_guard = base_;
-    unsigned char* last_guard = base_ + (data_pages + 1) * page;
-    mprotect(first_guard, page, PROT_NONE);
-    mprotect(last_guard, page, PROT_NONE);
-    data_ = reinterpret_cast<T*>(edge == Edge::kEnd ? last_guard - bytes : first_guard + page);
-  }
-  ~PageGuarded() { munmap(base_, length_); }
-  PageGuarded(const PageGuarded&) = delete;
-  PageGuarded& operator=(const PageGuarded&) = delete;
-
-  T* data() { return data_; }
-  void fill(Rng& rng, double lo, double hi) {
-    for (std::size_t i = 0; i < count_; ++i) data_[i] = static_cast<T>(rng.uniform(lo, hi));
-  }
-
- private:
-  std::size_t count_;
-  std::size_t length_ = 0;
-  unsigned char* base_ = nullptr;
-  T* data_ = nullptr;
-};
 using PageGuardedFloats = PageGuarded<float>;
 using PageGuardedDoubles = PageGuarded<double>;
 
 class GuardPages : public IsaTest {};
 
-void RunAllOperations(std::size_t n, std::size_t c, std::size_t s, simdnorm_layout layout, Edge edge,
+void RunAllOperations(std::size_t n, std::size_t c, std::size_t s, simdnorm_layout layout, GuardEdge edge,
                       std::uint64_t seed) {
   Rng rng(seed);
   const std::size_t total = n * c * s;
@@ -95,7 +59,7 @@ void RunAllOperations(std::size_t n, std::size_t c, std::size_t s, simdnorm_layo
 
 // The split phases over the batch cut into two parts along n: the first n - 1 images and the last one. Per-channel
 // arrays of the exchange (counts, the parts x c moments, the merged moments, the sums) each against a guard too.
-void RunSplitPhases(std::size_t n, std::size_t c, std::size_t s, simdnorm_layout layout, Edge edge,
+void RunSplitPhases(std::size_t n, std::size_t c, std::size_t s, simdnorm_layout layout, GuardEdge edge,
                     std::uint64_t seed, std::initializer_list<unsigned> every_flags) {
   Rng rng(seed);
   const std::size_t total = n * c * s, last = (n - 1) * c * s;
@@ -158,14 +122,14 @@ void RunSplitPhases(std::size_t n, std::size_t c, std::size_t s, simdnorm_layout
 }
 
 TEST_P(GuardPages, EveryRemainderOfCAndSpatialModulo16) {
-  for (Edge edge : {Edge::kEnd, Edge::kStart}) {
+  for (GuardEdge edge : {GuardEdge::kEnd, GuardEdge::kStart}) {
     for (simdnorm_layout layout : {SIMDNORM_NCHW, SIMDNORM_NHWC}) {
       // C and spatial from 1 to 33 cover every remainder modulo 16 both below and above one whole vector (and
       // modulo 4 and 8 for the narrower paths).
       for (std::size_t c = 1; c <= 33; c += (c < 17 ? 1 : 8)) {
         for (std::size_t s = 1; s <= 33; s += (s < 17 ? 1 : 8)) {
           SCOPED_TRACE(testing::Message() << "c=" << c << " spatial=" << s << " layout=" << layout
-                                          << (edge == Edge::kEnd ? " end" : " start"));
+                                          << (edge == GuardEdge::kEnd ? " end" : " start"));
           RunAllOperations(2, c, s, layout, edge, c * 1000 + s);
           if (HasFatalFailure()) return;
           RunSplitPhases(2, c, s, layout, edge, c * 1000 + s, {0u, SIMDNORM_FUSE_RELU});
@@ -179,14 +143,14 @@ TEST_P(GuardPages, EveryRemainderOfCAndSpatialModulo16) {
 TEST_P(GuardPages, LongRunsAndChunkBoundaries) {
   // Channels long enough to be cut into several chunks, with ragged ends inside runs.
   for (simdnorm_layout layout : {SIMDNORM_NCHW, SIMDNORM_NHWC}) {
-    RunAllOperations(3, 1, (std::size_t{1} << 20) / 3 + 5, layout, Edge::kEnd, 7);
-    RunAllOperations(1, 2, (std::size_t{1} << 20) + 37, layout, Edge::kEnd, 8);
-    RunAllOperations(7, 2, 299999, layout, Edge::kEnd, 9);
-    RunAllOperations(301, 19, 3, layout, Edge::kEnd, 10);
+    RunAllOperations(3, 1, (std::size_t{1} << 20) / 3 + 5, layout, GuardEdge::kEnd, 7);
+    RunAllOperations(1, 2, (std::size_t{1} << 20) + 37, layout, GuardEdge::kEnd, 8);
+    RunAllOperations(7, 2, 299999, layout, GuardEdge::kEnd, 9);
+    RunAllOperations(301, 19, 3, layout, GuardEdge::kEnd, 10);
     // The split phases with the ReLU only (time): channels of over 2^20 values, cut into chunks and shared by the
     // team, as a whole batch and as parts.
-    RunSplitPhases(3, 1, (std::size_t{1} << 20) / 3 + 5, layout, Edge::kEnd, 7, {SIMDNORM_FUSE_RELU});
-    RunSplitPhases(7, 2, 299999, layout, Edge::kStart, 9, {SIMDNORM_FUSE_RELU});
+    RunSplitPhases(3, 1, (std::size_t{1} << 20) / 3 + 5, layout, GuardEdge::kEnd, 7, {SIMDNORM_FUSE_RELU});
+    RunSplitPhases(7, 2, 299999, layout, GuardEdge::kStart, 9, {SIMDNORM_FUSE_RELU});
   }
 }
 

@@ -5,20 +5,14 @@
 // summed over 16384 rows (per-thread partials, merged in a fixed order). Sanitised builds take smaller versions of the
 // biggest shapes (norm_checkers.hpp).
 #include "norm_checkers.hpp"
+#include "thread_determinism.hpp"
 
 namespace simdnorm_test {
 namespace {
 
-class NormDeterminismTest : public IsaTest {
- protected:
-  void TearDown() override {
-    simdnorm_set_num_threads(0);
-    IsaTest::TearDown();
-  }
-};
+class NormDeterminismTest : public ThreadCountTest {};
 SIMDNORM_INSTANTIATE_PER_ISA(NormDeterminismTest);
 
-constexpr int kThreadCounts[] = {2, 3, 4, 7, 16};
 constexpr bool kSanitized = SIMDNORM_TESTS_SANITIZED != 0;
 
 // Data for one geometry, uniform (cheaper than normal values at these sizes), the statistics the reference saves.
@@ -36,7 +30,7 @@ struct Problem {
       x[i] = static_cast<float>(offset + rng.uniform(-3.0, 3.0));
       dy[i] = static_cast<float>(rng.uniform(-1.0, 1.0));
     }
-    MakeNormParams(rng, g.c, gamma, beta);
+    MakeAffineParams(rng, g.c, gamma, beta);
     mean.assign(g.stats(), 0.0f);
     rstd.resize(g.stats());
     EXPECT_EQ(NormForward(true, g, x.data(), std::vector<float>(count).data(), gamma.data(), beta.data(), 1e-5f,
@@ -44,27 +38,6 @@ struct Problem {
               SIMDNORM_SUCCESS);
   }
 };
-
-// Runs `run(outputs)` with one thread, then with each other thread count, and compares every output bytewise.
-template <class Run>
-void ExpectSameBitsForAllThreadCounts(const std::string& context, std::vector<std::vector<float>>& outputs,
-                                      const std::vector<const char*>& names, Run run) {
-  simdnorm_set_num_threads(1);
-  ASSERT_EQ(run(outputs), SIMDNORM_SUCCESS) << context << " threads=1: " << simdnorm_last_error();
-  const std::vector<std::vector<float>> baseline = outputs;
-  for (int threads : kThreadCounts) {
-    simdnorm_set_num_threads(threads);
-    for (auto& out : outputs) std::fill(out.begin(), out.end(), SentinelFloat());
-    ASSERT_EQ(run(outputs), SIMDNORM_SUCCESS) << context << " threads=" << threads << ": " << simdnorm_last_error();
-    for (std::size_t k = 0; k < outputs.size(); ++k) {
-      const std::string what = std::string(names[k]) + " with " + std::to_string(threads) + " threads vs 1 thread";
-      if (!ExpectSameBits(context, what.c_str(), outputs[k].data(), baseline[k].data(), outputs[k].size(), nullptr)) {
-        return;
-      }
-    }
-  }
-  simdnorm_set_num_threads(0);
-}
 
 void Forward(const NormGeometry& g) {
   const Problem p(g);
@@ -104,25 +77,16 @@ void Backward(const NormGeometry& g) {
 }
 
 std::vector<NormGeometry> RowShapes(NormKind kind, bool backward) {
-  auto row = [&](std::size_t rows, std::size_t cols) {
-    return kind == NormKind::kLayer ? NormGeometry::Layer(rows, cols) : NormGeometry::Rms(rows, cols);
-  };
-  std::vector<NormGeometry> shapes = {row(2048, 33), row(64, 4099), row(3, kSanitized ? 100003 : 262147),
-                                      row(1, kSanitized ? 100003 : 1048579), row(7, 100003)};
-  if (backward) shapes.push_back(row(kSanitized ? 2048 : 16384, 768));
-  return shapes;
+  std::vector<RowDims> rows = {
+      {2048, 33}, {64, 4099}, {3, kSanitized ? 100003u : 262147u}, {1, kSanitized ? 100003u : 1048579u}, {7, 100003}};
+  if (backward) rows.push_back({kSanitized ? 2048u : 16384u, 768});
+  return NormShapes(kind, rows, {});
 }
 
 std::vector<NormGeometry> GroupShapes() {
-  std::vector<NormGeometry> shapes;
-  for (simdnorm_layout layout : kLayouts) {
-    shapes.push_back(NormGeometry::Group(1, 64, kSanitized ? 128 * 128 : 256 * 256, layout, 1));
-    shapes.push_back(NormGeometry::Group(1, 64, kSanitized ? 128 * 128 : 256 * 256, layout, 32));
-    shapes.push_back(NormGeometry::Group(8, 32, 196, layout, 8));
-    shapes.push_back(NormGeometry::Group(2, 96, 3136, layout, 32));
-    shapes.push_back(NormGeometry::Group(3, 6, 20011, layout, 3));
-  }
-  return shapes;
+  const std::size_t slab = kSanitized ? 128 * 128 : 256 * 256;
+  return NormShapes(NormKind::kGroup, {},
+                    {{1, 64, slab, 1}, {1, 64, slab, 32}, {8, 32, 196, 8}, {2, 96, 3136, 32}, {3, 6, 20011, 3}});
 }
 
 TEST_P(NormDeterminismTest, LayerNormForward) {

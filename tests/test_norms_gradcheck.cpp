@@ -103,7 +103,7 @@ void CheckGradients(const GradCase& k, std::uint64_t seed) {
   Rng rng(MixSeed({seed, 0x9d}));
   std::vector<float> x(count), w(count), gamma, beta;
   FillNormInput(rng, g, InputDistribution{}, x.data());
-  MakeNormParams(rng, C, gamma, beta);
+  MakeAffineParams(rng, C, gamma, beta);
   for (float& v : w) v = static_cast<float>(rng.normal());
   const float* gp = k.gamma ? gamma.data() : nullptr;
   float* bp = k.beta && g.centred() ? beta.data() : nullptr;

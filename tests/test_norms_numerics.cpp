@@ -3,6 +3,7 @@
 #include <sstream>
 
 #include "norm_checkers.hpp"
+#include "numerics_cases.hpp"
 
 namespace simdnorm_test {
 namespace {
@@ -15,45 +16,20 @@ SIMDNORM_INSTANTIATE_PER_ISA(NormExactDataTest);
 SIMDNORM_INSTANTIATE_PER_ISA(RmsNormHugeValuesTest);
 
 std::vector<NormGeometry> NumericsShapes(NormKind kind) {
-  if (kind == NormKind::kGroup) {
-    std::vector<NormGeometry> shapes;
-    for (simdnorm_layout layout : kLayouts) {
-      shapes.push_back(NormGeometry::Group(2, 32, 196, layout, 8));
-      shapes.push_back(NormGeometry::Group(1, 6, 4099, layout, 3));
-      shapes.push_back(NormGeometry::Group(4, 96, 49, layout, 32));
-      shapes.push_back(NormGeometry::Group(3, 17, 61, layout, 17));
-    }
-    return shapes;
-  }
-  auto row = [&](std::size_t rows, std::size_t cols) {
-    return kind == NormKind::kLayer ? NormGeometry::Layer(rows, cols) : NormGeometry::Rms(rows, cols);
-  };
-  return {row(3, 4099), row(17, 768), row(64, 33), row(2, SIMDNORM_TESTS_SANITIZED ? 20011 : 100003)};
+  return NormShapes(kind, {{3, 4099}, {17, 768}, {64, 33}, {2, SIMDNORM_TESTS_SANITIZED ? 20011u : 100003u}},
+                    {{2, 32, 196, 8}, {1, 6, 4099, 3}, {4, 96, 49, 32}, {3, 17, 61, 17}});
 }
 
 // ---------------------------------------------------------------------------------------------------------------
-// Large means: mean/std of 1e4 and 3e5 (batch norm's cases, tests/test_numerics.cpp). The float data carry only about
-// log2(1/(ratio * FLT_EPSILON)) bits of their deviations, so, as for batch norm, rstd is held to 1e-4 relative (of
-// the double reference on the same float data) and the mean to 4 ulps of |mean| + std. RMSNorm has no mean to lose
-// the deviations to: its rstd keeps the default kReductionUlps bound. Backward is held to its usual bounds, which
-// scale with |x| + |mean|.
-
-struct LargeMeanCase {
-  double scale;  // x = ratio * scale * (1 + U[0, 0.1]) + scale * N(0, 1)
-  double ratio;
-  float eps;
-};
-constexpr LargeMeanCase kLargeMeanCases[] = {
-    {1.0, 1e4, 1e-5f}, {1.0, 3e5, 1e-5f}, {1e-3, 3e5, 1e-12f}, {-1.0, 1e4, 1e-5f}};
+// Large means: batch norm's cases (numerics_cases.hpp). As for batch norm, rstd is held to 1e-4 relative and the mean
+// to 4 ulps of |mean| + std. RMSNorm has no mean to lose the deviations to: its rstd keeps the default kReductionUlps
+// bound. Backward is held to its usual bounds, which scale with |x| + |mean|.
 
 void LargeMeans(NormKind kind) {
   FailureBudget budget;
   std::uint64_t seed = 0;
   for (const LargeMeanCase& lm : kLargeMeanCases) {
-    InputDistribution dist;
-    dist.mean_lo = lm.ratio * lm.scale;
-    dist.mean_hi = 1.1 * lm.ratio * lm.scale;
-    dist.stddev_lo = dist.stddev_hi = std::fabs(lm.scale);
+    const InputDistribution dist = lm.input();
     for (const NormGeometry& g : NumericsShapes(kind)) {
       NormForwardCheck forward(g);
       forward.gamma().beta().eps(lm.eps).input(dist).seed(++seed);
@@ -81,8 +57,6 @@ TEST_P(NormLargeMeanTest, GroupNorm) { LargeMeans(NormKind::kGroup); }
 // summation order. With eps = 1e-5, rstd rounds twice in the reference (double, then float): the mean stays exact,
 // rstd within one ulp.
 
-constexpr double kDyadicMeans[] = {3.5, -12.25, 0.0, 0.75, -0.5, 100.125, 1024.0, -7.0};
-
 void FillExact(Rng& rng, const NormGeometry& g, std::vector<float>& x, std::vector<double>& mu) {
   const std::size_t m = g.per_stat();
   x.assign(g.elements(), 0.0f);
@@ -107,22 +81,9 @@ void FillExact(Rng& rng, const NormGeometry& g, std::vector<float>& x, std::vect
 }
 
 std::vector<NormGeometry> ExactShapes(NormKind kind) {
-  if (kind == NormKind::kGroup) {
-    std::vector<NormGeometry> shapes;
-    for (simdnorm_layout layout : kLayouts) {
-      shapes.push_back(NormGeometry::Group(2, 8, 16, layout, 2));    // 64 values a group
-      shapes.push_back(NormGeometry::Group(1, 32, 64, layout, 8));   // 256
-      shapes.push_back(NormGeometry::Group(3, 4, 1, layout, 1));     // 4
-      shapes.push_back(NormGeometry::Group(2, 16, 1, layout, 16));   // 1
-      shapes.push_back(NormGeometry::Group(2, 64, 64, layout, 32));  // 128
-    }
-    return shapes;
-  }
-  std::vector<NormGeometry> shapes;
-  for (std::size_t cols : {1u, 2u, 8u, 16u, 64u, 1024u, 4096u}) {
-    shapes.push_back(kind == NormKind::kLayer ? NormGeometry::Layer(5, cols) : NormGeometry::Rms(5, cols));
-  }
-  return shapes;
+  // GroupNorm: 64, 256, 4, 1 and 128 values a group.
+  return NormShapes(kind, {{5, 1}, {5, 2}, {5, 8}, {5, 16}, {5, 64}, {5, 1024}, {5, 4096}},
+                    {{2, 8, 16, 2}, {1, 32, 64, 8}, {3, 4, 1, 1}, {2, 16, 1, 16}, {2, 64, 64, 32}});
 }
 
 void ExactStatistics(NormKind kind) {
@@ -173,7 +134,7 @@ void ExactStatistics(NormKind kind) {
       } else {
         // One value a statistic: var = 0, rstd = 2^30, and a*x + b (b = beta - mean*a, as simdnorm.h computes batch
         // norm's) cannot carry beta under |mean*a| ~ 2^37 in float: the usual bound, which scales with |mean*a|.
-        ExpectNormNear(
+        ExpectNearAt(
             context, "y", y.data(), y_ref.data(), count,
             [&](std::size_t i) {
               const std::size_t c = g.channel(i), s = g.stat(i);
@@ -197,7 +158,7 @@ void ExactStatistics(NormKind kind) {
       ExpectSameBits(context, "dgamma (an exact sum)", dg.data(), dg_ref.data(), C, nullptr);
       if (has_dbeta) ExpectSameBits(context, "dbeta (a sum of small integers)", db.data(), db_ref.data(), C, nullptr);
       const NormBackwardBounds bounds(g, x.data(), dy.data(), gamma.data(), mp, rstd_ref.data());
-      ExpectNormNear(
+      ExpectNearAt(
           context, "dx", dx.data(), dx_ref.data(), count, [&](std::size_t i) { return bounds.dx(i); },
           [&](std::size_t i) { return g.Coord(i); });
     }
@@ -272,10 +233,10 @@ TEST_P(RmsNormHugeValuesTest, BackwardWithHugeGradients) {
     const std::string context = g.Describe() + " |x| ~ 1e20, |dy| ~ 1e19, isa=" + isa();
     const NormBackwardBounds bounds(g, x.data(), dy.data(), gamma.data(), nullptr, rstd.data());
     const bool ok =
-        ExpectNormNear(
+        ExpectNearAt(
             context, "dx", dx.data(), dx_ref.data(), count, [&](std::size_t i) { return bounds.dx(i); },
             [&](std::size_t i) { return g.Coord(i); }) &&
-        ExpectNormNear(
+        ExpectNearAt(
             context, "dgamma", dg.data(), dg_ref.data(), cols, [&](std::size_t c) { return bounds.dgamma(c); },
             [](std::size_t c) { return "(channel " + std::to_string(c) + ")"; });
     if (!budget.Record(ok)) return;
@@ -299,10 +260,10 @@ TEST_P(RmsNormHugeValuesTest, MixedMagnitudesInOneRow) {
       << simdnorm_last_error();
   const std::string context = g.Describe() + " 1e20, 1 and 1e-20 interleaved, isa=" + isa();
   const double rel = kReductionUlps * FLT_EPSILON;
-  ExpectNormNear(
+  ExpectNearAt(
       context, "rstd", rstd.data(), rstd_ref.data(), rows, [&](std::size_t r) { return rel * rstd_ref[r]; },
       [](std::size_t r) { return "(row " + std::to_string(r) + ")"; });
-  ExpectNormNear(
+  ExpectNearAt(
       context, "y", y.data(), y_ref.data(), x.size(),
       [&](std::size_t i) {
         // Below the normal range y loses up to half a denormal step absolutely, on top of its relative bound.

@@ -102,151 +102,143 @@ std::string CaseName(const ::testing::TestParamInfo<Case>& info) { return info.p
 
 constexpr std::size_t kSizeMax = std::numeric_limits<std::size_t>::max();
 constexpr std::size_t kMaxFloats = static_cast<std::size_t>(std::numeric_limits<std::ptrdiff_t>::max()) / sizeof(float);
+constexpr Fn kFns[] = {Fn::kLayerForward, Fn::kLayerBackward, Fn::kRmsForward,
+                       Fn::kRmsBackward,  Fn::kGroupForward,  Fn::kGroupBackward};
+
+// The invalid values of one argument, each a case named `what`; the message must contain `message`.
+struct BadRows {
+  const char* what;
+  std::size_t rows, cols;
+  const char* message;
+};
+constexpr BadRows kBadRows[] = {{"RowsZero", 0, 5, "rows"},
+                                {"ColsZero", 3, 0, "cols"},
+                                {"RowsTimesColsOverflows", kSizeMax / 2, 3, "overflows"},
+                                {"ByteCountOverflows", 1, kSizeMax / sizeof(float) + 1, "addressable"},
+                                {"BeyondPtrdiffMax", 2, kMaxFloats / 2 + 1, "addressable"},
+                                {"SizeMaxBoth", kSizeMax, kSizeMax, "overflows"}};
+struct BadDims {
+  const char* what;
+  std::size_t n, c, spatial;
+  const char* message;
+};
+constexpr BadDims kBadDims[] = {{"NZero", 0, 6, 5, "shape->n"},
+                                {"CZero", 2, 0, 5, "shape->c"},
+                                {"SpatialZero", 2, 6, 0, "shape->spatial"},
+                                {"NTimesCOverflows", kSizeMax / 2, 6, 1, "overflows"},
+                                {"CTimesSpatialOverflows", 1, 6, kSizeMax / 4, "overflows"},
+                                {"BeyondPtrdiffMax", 1, 6, kMaxFloats / 6 + 1, "addressable"}};
+template <class T>
+struct Bad {
+  const char* what;
+  T value;
+};
+constexpr Bad<std::size_t> kBadGroups[] = {
+    {"GroupsZero", 0}, {"GroupsNotDividingC", 4}, {"GroupsAboveC", 12}, {"GroupsSizeMax", kSizeMax}};
+constexpr Bad<float> kBadEps[] = {{"EpsZero", 0.0f},
+                                  {"EpsNegativeZero", -0.0f},
+                                  {"EpsNegative", -1e-5f},
+                                  {"EpsNaN", std::numeric_limits<float>::quiet_NaN()},
+                                  {"EpsInf", std::numeric_limits<float>::infinity()},
+                                  {"EpsMinusInf", -std::numeric_limits<float>::infinity()}};
+constexpr Bad<unsigned> kBadFlags[] = {{"Flags0x2", 0x2u}, {"Flags0x3", 0x3u}, {"FlagsHighBit", 0x80000000u}};
+
+// One argument pointed `offset` floats into another (`into`), in the functions `in` names.
+enum class In { kForward, kCentredForward, kBackward, kCentredBackward };  // centred: LayerNorm and GroupNorm
+struct Overlap {
+  In in;
+  const char* what;
+  Slot slot, into;
+  std::size_t offset;
+  const char* message;
+};
+constexpr Overlap kOverlaps[] = {
+    {In::kForward, "YOverlapsXByOneFloat", kY, kX, 1, "y overlaps x"},
+    {In::kForward, "YIsGamma", kY, kGamma, 0, "y overlaps gamma"},
+    {In::kForward, "RstdInsideY", kRstd, kY, 2, "rstd overlaps y"},
+    {In::kForward, "RstdInsideX", kRstd, kX, 3, "rstd overlaps x"},
+    {In::kForward, "RstdOverlapsGammaEnd", kRstd, kGamma, 4, "rstd overlaps gamma"},
+    {In::kCentredForward, "MeanIsRstd", kRstd, kMean, 0, "rstd overlaps mean"},
+    {In::kCentredForward, "RstdOverlapsMeanByOne", kRstd, kMean, 1, "rstd overlaps mean"},
+    {In::kCentredForward, "MeanInsideY", kMean, kY, 5, "mean overlaps y"},
+    {In::kCentredForward, "MeanInsideX", kMean, kX, 7, "mean overlaps x"},
+    {In::kCentredForward, "MeanIsBeta", kMean, kBeta, 0, "mean overlaps beta"},
+    {In::kCentredForward, "YOverlapsBeta", kY, kBeta, 2, "y overlaps beta"},
+    {In::kBackward, "DxOverlapsDyByOneFloat", kDx, kDy, 1, "dx overlaps dy"},
+    {In::kBackward, "DxIsX", kDx, kX, 0, "dx overlaps x"},
+    {In::kBackward, "DxOverlapsXByOneFloat", kDx, kX, 1, "dx overlaps x"},
+    {In::kBackward, "DxIsGamma", kDx, kGamma, 0, "dx overlaps gamma"},
+    {In::kBackward, "DxIsRstd", kDx, kRstd, 0, "dx overlaps rstd"},
+    {In::kBackward, "DgammaIsGamma", kDgamma, kGamma, 0, "dgamma overlaps gamma"},
+    {In::kBackward, "DgammaInsideRstd", kDgamma, kRstd, 1, "dgamma overlaps rstd"},
+    {In::kBackward, "DgammaInsideDx", kDgamma, kDx, 3, "dgamma overlaps dx"},
+    {In::kBackward, "DgammaInsideX", kDgamma, kX, 6, "dgamma overlaps x"},
+    {In::kBackward, "DgammaInsideDy", kDgamma, kDy, 6, "dgamma overlaps dy"},
+    {In::kCentredBackward, "DxIsMean", kDx, kMean, 0, "dx overlaps mean"},
+    {In::kCentredBackward, "DbetaIsDgamma", kDbeta, kDgamma, 0, "dbeta overlaps dgamma"},
+    {In::kCentredBackward, "DbetaOverlapsDgammaByOne", kDbeta, kDgamma, 1, "dbeta overlaps dgamma"},
+    {In::kCentredBackward, "DbetaIsMean", kDbeta, kMean, 0, "dbeta overlaps mean"},
+    {In::kCentredBackward, "DbetaInsideDy", kDbeta, kDy, 9, "dbeta overlaps dy"},
+};
 
 std::vector<Case> CasesFor(Fn f) {
   std::vector<Case> cases;
-  auto add = [&](const char* what, std::function<void(Args&)> b, const char* message) {
+  auto add = [&](const char* what, const char* message, std::function<void(Args&)> b) {
     cases.push_back({std::string(FnName(f)) + "_" + what, f, std::move(b), message});
-  };
-  auto point = [](Slot slot, Slot into, std::size_t offset) {
-    return [slot, into, offset](Args& a) { a.p[slot] = a.p[into] + offset; };
   };
   auto null = [](Slot slot) { return [slot](Args& a) { a.p[slot] = nullptr; }; };
   const bool forward = IsForward(f), group = IsGroup(f), rms = IsRms(f);
+  auto add_overlaps = [&](In in) {
+    for (const Overlap& o : kOverlaps) {
+      if (o.in != in) continue;
+      add(o.what, o.message, [o](Args& a) { a.p[o.slot] = a.p[o.into] + o.offset; });
+    }
+  };
 
   // Sizes.
   if (group) {
-    auto dims = [](std::size_t n, std::size_t c, std::size_t s) {
-      return [n, c, s](Args& a) {
-        a.shape.n = n;
-        a.shape.c = c;
-        a.shape.spatial = s;
-      };
-    };
-    add(
-        "ShapeNull", [](Args& a) { a.shape_ptr = nullptr; }, "shape");
-    add("NZero", dims(0, 6, 5), "shape->n");
-    add("CZero", dims(2, 0, 5), "shape->c");
-    add("SpatialZero", dims(2, 6, 0), "shape->spatial");
-    add("NTimesCOverflows", dims(kSizeMax / 2, 6, 1), "overflows");
-    add("CTimesSpatialOverflows", dims(1, 6, kSizeMax / 4), "overflows");
-    add("BeyondPtrdiffMax", dims(1, 6, kMaxFloats / 6 + 1), "addressable");
-    add(
-        "Layout2",
-        [](Args& a) {
-          std::uint32_t v = 2;
-          std::memcpy(&a.shape.layout, &v, sizeof v);
-        },
-        "layout");
-    add(
-        "GroupsZero", [](Args& a) { a.groups = 0; }, "groups");
-    add(
-        "GroupsNotDividingC", [](Args& a) { a.groups = 4; }, "groups");
-    add(
-        "GroupsAboveC", [](Args& a) { a.groups = 12; }, "groups");
-    add(
-        "GroupsSizeMax", [](Args& a) { a.groups = kSizeMax; }, "groups");
+    add("ShapeNull", "shape", [](Args& a) { a.shape_ptr = nullptr; });
+    for (const BadDims& d : kBadDims) {
+      add(d.what, d.message, [d](Args& a) { a.shape.n = d.n, a.shape.c = d.c, a.shape.spatial = d.spatial; });
+    }
+    add("Layout2", "layout", [](Args& a) {
+      std::uint32_t v = 2;
+      std::memcpy(&a.shape.layout, &v, sizeof v);
+    });
+    for (const auto& g : kBadGroups) add(g.what, "groups", [g](Args& a) { a.groups = g.value; });
   } else {
-    add(
-        "RowsZero", [](Args& a) { a.rows = 0; }, "rows");
-    add(
-        "ColsZero", [](Args& a) { a.cols = 0; }, "cols");
-    add(
-        "RowsTimesColsOverflows", [](Args& a) { a.rows = kSizeMax / 2, a.cols = 3; }, "overflows");
-    add(
-        "ByteCountOverflows", [](Args& a) { a.rows = 1, a.cols = kSizeMax / sizeof(float) + 1; }, "addressable");
-    add(
-        "BeyondPtrdiffMax", [](Args& a) { a.rows = 2, a.cols = kMaxFloats / 2 + 1; }, "addressable");
-    add(
-        "SizeMaxBoth", [](Args& a) { a.rows = kSizeMax, a.cols = kSizeMax; }, "overflows");
+    for (const BadRows& r : kBadRows) add(r.what, r.message, [r](Args& a) { a.rows = r.rows, a.cols = r.cols; });
   }
   // Required pointers, eps, flags.
-  add("XNull", null(kX), "x is NULL");
+  add("XNull", "x is NULL", null(kX));
   if (forward) {
-    add("YNull", null(kY), "y is NULL");
-    for (const auto& e : {std::pair<const char*, float>{"EpsZero", 0.0f},
-                          {"EpsNegativeZero", -0.0f},
-                          {"EpsNegative", -1e-5f},
-                          {"EpsNaN", std::numeric_limits<float>::quiet_NaN()},
-                          {"EpsInf", std::numeric_limits<float>::infinity()},
-                          {"EpsMinusInf", -std::numeric_limits<float>::infinity()}}) {
-      const float eps = e.second;
-      add(
-          e.first, [eps](Args& a) { a.eps = eps; }, "eps");
-    }
+    add("YNull", "y is NULL", null(kY));
+    for (const auto& e : kBadEps) add(e.what, "eps", [e](Args& a) { a.eps = e.value; });
   } else {
-    add("DyNull", null(kDy), "dy is NULL");
-    if (!rms) add("MeanNull", null(kMean), "mean is NULL");
-    add("RstdNull", null(kRstd), "rstd is NULL");
+    add("DyNull", "dy is NULL", null(kDy));
+    if (!rms) add("MeanNull", "mean is NULL", null(kMean));
+    add("RstdNull", "rstd is NULL", null(kRstd));
   }
-  if (!group)
-    add(
-        "FuseReluRefused", [](Args& a) { a.flags = SIMDNORM_FUSE_RELU; }, "flags");
-  add(
-      "Flags0x2", [](Args& a) { a.flags = 0x2u; }, "flags");
-  add(
-      "Flags0x3", [](Args& a) { a.flags = 0x3u; }, "flags");
-  add(
-      "FlagsHighBit", [](Args& a) { a.flags = 0x80000000u; }, "flags");
+  if (!group) add("FuseReluRefused", "flags", [](Args& a) { a.flags = SIMDNORM_FUSE_RELU; });
+  for (const auto& fl : kBadFlags) add(fl.what, "flags", [fl](Args& a) { a.flags = fl.value; });
 
   // Aliasing.
   if (forward) {
-    add("YOverlapsXByOneFloat", point(kY, kX, 1), "y overlaps x");
-    add(
-        "YStartsBeforeX", [](Args& a) { a.p[kX] = a.p[kY] + 1; }, "y overlaps x");
-    add("YIsGamma", point(kY, kGamma, 0), "y overlaps gamma");
-    add("RstdInsideY", point(kRstd, kY, 2), "rstd overlaps y");
-    add("RstdInsideX", point(kRstd, kX, 3), "rstd overlaps x");
-    add("RstdOverlapsGammaEnd", point(kRstd, kGamma, 4), "rstd overlaps gamma");
+    add_overlaps(In::kForward);
+    add("YStartsBeforeX", "y overlaps x", [](Args& a) { a.p[kX] = a.p[kY] + 1; });
     if (!rms) {
-      add("MeanIsRstd", point(kRstd, kMean, 0), "rstd overlaps mean");
-      add("RstdOverlapsMeanByOne", point(kRstd, kMean, 1), "rstd overlaps mean");
-      add("MeanInsideY", point(kMean, kY, 5), "mean overlaps y");
-      add(
-          "MeanInsideXInPlace",
-          [](Args& a) {
-            a.p[kY] = a.p[kX];
-            a.p[kMean] = a.p[kX] + 4;
-          },
-          "mean overlaps y");
-      add("MeanInsideX", point(kMean, kX, 7), "mean overlaps x");
-      add("MeanIsBeta", point(kMean, kBeta, 0), "mean overlaps beta");
-      add("YOverlapsBeta", point(kY, kBeta, 2), "y overlaps beta");
+      add_overlaps(In::kCentredForward);
+      add("MeanInsideXInPlace", "mean overlaps y", [](Args& a) { a.p[kY] = a.p[kX], a.p[kMean] = a.p[kX] + 4; });
     }
   } else {
-    add("DxOverlapsDyByOneFloat", point(kDx, kDy, 1), "dx overlaps dy");
-    add("DxIsX", point(kDx, kX, 0), "dx overlaps x");
-    add("DxOverlapsXByOneFloat", point(kDx, kX, 1), "dx overlaps x");
-    add("DxIsGamma", point(kDx, kGamma, 0), "dx overlaps gamma");
-    add("DxIsRstd", point(kDx, kRstd, 0), "dx overlaps rstd");
-    add("DgammaIsGamma", point(kDgamma, kGamma, 0), "dgamma overlaps gamma");
-    add("DgammaInsideRstd", point(kDgamma, kRstd, 1), "dgamma overlaps rstd");
-    add("DgammaInsideDx", point(kDgamma, kDx, 3), "dgamma overlaps dx");
-    add(
-        "DgammaInsideDyWhenDxIsDy",
-        [](Args& a) {
-          a.p[kDx] = a.p[kDy];
-          a.p[kDgamma] = a.p[kDy] + 2;
-        },
-        "dgamma overlaps dx");
-    add("DgammaInsideX", point(kDgamma, kX, 6), "dgamma overlaps x");
-    add("DgammaInsideDy", point(kDgamma, kDy, 6), "dgamma overlaps dy");
-    if (!rms) {
-      add("DxIsMean", point(kDx, kMean, 0), "dx overlaps mean");
-      add("DbetaIsDgamma", point(kDbeta, kDgamma, 0), "dbeta overlaps dgamma");
-      add("DbetaOverlapsDgammaByOne", point(kDbeta, kDgamma, 1), "dbeta overlaps dgamma");
-      add("DbetaIsMean", point(kDbeta, kMean, 0), "dbeta overlaps mean");
-      add("DbetaInsideDy", point(kDbeta, kDy, 9), "dbeta overlaps dy");
-    }
+    add_overlaps(In::kBackward);
+    add("DgammaInsideDyWhenDxIsDy", "dgamma overlaps dx",
+        [](Args& a) { a.p[kDx] = a.p[kDy], a.p[kDgamma] = a.p[kDy] + 2; });
+    if (!rms) add_overlaps(In::kCentredBackward);
     if (group) {
-      add("DxIsBeta", point(kDx, kBeta, 0), "dx overlaps beta");
-      add(
-          "DgammaIsBetaWithRelu",
-          [](Args& a) {
-            a.flags = SIMDNORM_FUSE_RELU;
-            a.p[kDgamma] = a.p[kBeta];
-          },
-          "dgamma overlaps beta");
+      add("DxIsBeta", "dx overlaps beta", [](Args& a) { a.p[kDx] = a.p[kBeta]; });
+      add("DgammaIsBetaWithRelu", "dgamma overlaps beta",
+          [](Args& a) { a.flags = SIMDNORM_FUSE_RELU, a.p[kDgamma] = a.p[kBeta]; });
     }
   }
   return cases;
@@ -254,8 +246,7 @@ std::vector<Case> CasesFor(Fn f) {
 
 std::vector<Case> AllCases() {
   std::vector<Case> all;
-  for (Fn f : {Fn::kLayerForward, Fn::kLayerBackward, Fn::kRmsForward, Fn::kRmsBackward, Fn::kGroupForward,
-               Fn::kGroupBackward}) {
+  for (Fn f : kFns) {
     const std::vector<Case> cases = CasesFor(f);
     all.insert(all.end(), cases.begin(), cases.end());
   }
@@ -318,8 +309,7 @@ TEST(NormValidationEdges, ValidEdgesAreAccepted) {
       {"eps = FLT_MAX", [](Args& a) { a.eps = std::numeric_limits<float>::max(); }},
       {"NHWC", [](Args& a) { a.shape.layout = SIMDNORM_NHWC; }},
   };
-  for (Fn f : {Fn::kLayerForward, Fn::kLayerBackward, Fn::kRmsForward, Fn::kRmsBackward, Fn::kGroupForward,
-               Fn::kGroupBackward}) {
+  for (Fn f : kFns) {
     for (const auto& edit : edits) {
       for (const bool reference : {false, true}) {
         Args a(f);

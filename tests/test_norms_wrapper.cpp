@@ -23,7 +23,7 @@ struct Data {
       x.push_back(static_cast<float>(rng.uniform(-2.0, 3.0)));
       dy.push_back(static_cast<float>(rng.normal()));
     }
-    MakeNormParams(rng, params, gamma, beta);
+    MakeAffineParams(rng, params, gamma, beta);
   }
 };
 

@@ -16,10 +16,6 @@ constexpr std::size_t kGridRows[] = {1, 2, 3, 17, 64};
 constexpr std::size_t kNarrowCols[] = {1, 2, 7, 15, 16, 17, 31, 33};
 constexpr std::size_t kWideCols[] = {768, 1000, 4099};
 
-NormGeometry RowGeometry(NormKind kind, std::size_t rows, std::size_t cols) {
-  return kind == NormKind::kLayer ? NormGeometry::Layer(rows, cols) : NormGeometry::Rms(rows, cols);
-}
-
 template <std::size_t N>
 void ForwardGrid(NormKind kind, const std::size_t (&cols_grid)[N]) {
   FailureBudget budget;
@@ -28,7 +24,7 @@ void ForwardGrid(NormKind kind, const std::size_t (&cols_grid)[N]) {
     for (std::size_t cols : cols_grid) {
       const NormCaseOptions first = RotateNormOptions(index++);
       for (const NormCaseOptions& o : {first, first.Flipped()}) {
-        const bool passed = NormForwardCheck(RowGeometry(kind, rows, cols))
+        const bool passed = NormForwardCheck(NormGeometry::Row(kind, rows, cols))
                                 .inplace(o.inplace)
                                 .gamma(o.gamma)
                                 .beta(o.beta)
@@ -50,7 +46,7 @@ void BackwardGrid(NormKind kind, const std::size_t (&cols_grid)[N]) {
     for (std::size_t cols : cols_grid) {
       const NormCaseOptions first = RotateNormOptions(index++);
       for (const NormCaseOptions& o : {first, first.Flipped()}) {
-        const bool passed = NormBackwardCheck(RowGeometry(kind, rows, cols))
+        const bool passed = NormBackwardCheck(NormGeometry::Row(kind, rows, cols))
                                 .inplace(o.inplace)
                                 .gamma(o.gamma)
                                 .outputs(o.dx, o.dgamma, o.dbeta)
@@ -76,7 +72,7 @@ TEST_P(RmsNormTest, BackwardGridWideRows) { BackwardGrid(NormKind::kRms, kWideCo
 // backward's in place, gamma and each subset of dx, dgamma, dbeta (none included).
 void EveryOptionCombination(NormKind kind) {
   FailureBudget budget;
-  const NormGeometry g = RowGeometry(kind, 17, 33);
+  const NormGeometry g = NormGeometry::Row(kind, 17, 33);
   for (unsigned bits = 0; bits < 32; ++bits) {
     const bool passed = NormForwardCheck(g)
                             .inplace(bits & 1u)
@@ -107,7 +103,7 @@ TEST_P(RmsNormTest, EveryOptionCombination) { EveryOptionCombination(NormKind::k
 void EpsEdges(NormKind kind) {
   for (float eps : {1e-12f, 1e-3f, 0.5f, 1e30f}) {
     for (std::size_t cols : {7u, 1000u}) {
-      const NormGeometry g = RowGeometry(kind, 3, cols);
+      const NormGeometry g = NormGeometry::Row(kind, 3, cols);
       EXPECT_TRUE(NormForwardCheck(g).gamma().beta().eps(eps).Test());
       EXPECT_TRUE(NormBackwardCheck(g).gamma().eps(eps).Test());
     }
@@ -122,7 +118,7 @@ void TallAndLongRows(NormKind kind) {
   const std::size_t long_cols = SIMDNORM_TESTS_SANITIZED ? 20011 : 100003;
   for (const auto& rc :
        {std::pair<std::size_t, std::size_t>{4096, 5}, {1000, 33}, {2, long_cols}, {1, 3 * long_cols}}) {
-    const NormGeometry g = RowGeometry(kind, rc.first, rc.second);
+    const NormGeometry g = NormGeometry::Row(kind, rc.first, rc.second);
     EXPECT_TRUE(NormForwardCheck(g).gamma().beta().misalign(1).seed(3).Test());
     EXPECT_TRUE(NormForwardCheck(g).inplace().seed(4).Test());
     EXPECT_TRUE(NormBackwardCheck(g).gamma().misalign(1).seed(5).Test());

@@ -21,43 +21,12 @@
 #include <type_traits>
 #include <vector>
 
+#include "fuzz_input.hpp"
+
 namespace {
 
-class Bytes {
- public:
-  Bytes(const std::uint8_t* data, std::size_t size) : data_(data), size_(size) {}
-  std::uint8_t u8() { return pos_ < size_ ? data_[pos_++] : 0; }
-  std::uint32_t u32() {
-    std::uint32_t v = 0;
-    for (int i = 0; i < 4; ++i) v = (v << 8) | u8();
-    return v;
-  }
-
- private:
-  const std::uint8_t* data_;
-  std::size_t size_;
-  std::size_t pos_ = 0;
-};
-
-float special_or_ordinary(Bytes& b) {
-  const std::uint8_t kind = b.u8();
-  switch (kind % 16) {
-    case 0: return std::numeric_limits<float>::quiet_NaN();
-    case 1: return std::numeric_limits<float>::infinity();
-    case 2: return -std::numeric_limits<float>::infinity();
-    case 3: return 1e-40f;  // denormal
-    case 4: return (b.u8() & 1 ? 1.0f : -1.0f) * 1e30f * (1.0f + b.u8() / 256.0f);
-    case 5: return 0.0f;
-    case 6: return -0.0f;
-    case 7: {
-      std::uint32_t bits = b.u32();
-      float f;
-      std::memcpy(&f, &bits, sizeof f);
-      return f;
-    }
-    default: return (static_cast<float>(b.u8()) - 128.0f) / 16.0f + static_cast<float>(kind) * 1000.0f;
-  }
-}
+using simdnorm_fuzz::Bytes, simdnorm_fuzz::special_or_ordinary, simdnorm_fuzz::scalar_param, simdnorm_fuzz::documented,
+    simdnorm_fuzz::finite_and_moderate, simdnorm_fuzz::within_bound;
 
 // Values one by one from the bytes, or a run from a generator the bytes seed: offset + scale * U[-1, 1], with a
 // large mean (mean/std up to 3e5) now and then, and a few values from the bytes put in.
@@ -80,36 +49,12 @@ void fill(std::vector<float>& v, Bytes& b) {
   }
 }
 
-float scalar_param(Bytes& b, float ordinary) {
-  switch (b.u8() % 10) {
-    case 0: return std::numeric_limits<float>::quiet_NaN();
-    case 1: return std::numeric_limits<float>::infinity();
-    case 2: return 0.0f;
-    case 3: return -0.5f;
-    case 4: return 1e-30f;
-    case 5: return 1.0f;
-    default: return ordinary;
-  }
-}
-
 enum Op { kLayerForward, kLayerBackward, kRmsForward, kRmsBackward, kGroupForward, kGroupBackward };
 bool is_forward(int op) { return op % 2 == 0; }
 
 [[noreturn]] void die(const char* what, int op) {
   std::fprintf(stderr, "fuzz_norms: %s (function %d)\n", what, op);
   std::abort();
-}
-
-bool documented(simdnorm_status s) {
-  return s == SIMDNORM_SUCCESS || s == SIMDNORM_INVALID_ARGUMENT || s == SIMDNORM_OUT_OF_MEMORY ||
-         s == SIMDNORM_NON_FINITE;
-}
-
-bool finite_and_moderate(const std::vector<float>& v) {
-  for (float f : v) {
-    if (!std::isfinite(f) || std::fabs(f) > 1e15f) return false;
-  }
-  return true;
 }
 
 // Every buffer one side of the comparison sees; the fast path and the reference each get an identical copy, so that
@@ -195,12 +140,7 @@ struct Call {
 void check_close(const float* got, const float* want, std::size_t count, const std::vector<double>& bound,
                  const char* what, const Call& k) {
   for (std::size_t i = 0; i < count; ++i) {
-    if (got[i] == want[i] || (std::isnan(got[i]) && std::isnan(want[i]))) continue;
-    // Near the top of the float range one side may round to FLT_MAX and the other overflow: nothing to compare.
-    if (!std::isfinite(want[i]) || std::fabs(want[i]) > 1e37f || std::isinf(bound[i])) continue;
-    if (std::isinf(got[i]) && std::fabs(want[i]) + bound[i] > FLT_MAX) continue;
-    const double diff = std::fabs(static_cast<double>(got[i]) - want[i]);
-    if (diff <= bound[i]) continue;
+    if (within_bound(got[i], want[i], bound[i])) continue;
     std::fprintf(stderr, "%s[%zu]: got %.9g want %.9g bound %.3g (rows=%zu cols=%zu n=%zu c=%zu spatial=%zu layout=%d "
                  "groups=%zu flags=%u nulls=0x%x alias=%d)\n", what, i, static_cast<double>(got[i]),
                  static_cast<double>(want[i]), bound[i], k.rows, k.cols, k.shape.n, k.shape.c, k.shape.spatial,
@@ -249,7 +189,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   k.flags = flag_byte % 11 == 10 ? 0x6u : (flag_byte % 3 == 0 ? 1u : 0u);
   k.nulls = b.u8() % 4 == 0 ? b.u32() : 0u;
   k.alias = b.u8() % 8;
-  k.eps = scalar_param(b, 1e-5f);
+  k.eps = scalar_param(b, 1e-5f, 1e-30f);
 
   const bool sane = group ? k.shape.n < 24 && k.shape.c < 403 && k.shape.spatial < 24 : k.rows < 24 && k.cols < 403;
   const bool groups_ok = group && sane && k.groups != 0 && k.groups <= k.shape.c && k.shape.c % k.groups == 0;
