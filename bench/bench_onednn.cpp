@@ -1,5 +1,6 @@
-// oneDNN's batch normalisation on the same tensors, when CMake found dnnl (SIMDNORM_BENCH_WITH_ONEDNN); otherwise
-// the suite registers no oneDNN benchmarks and says so in its context.
+// oneDNN's batch normalisation and layer normalisation on the same tensors, when CMake found dnnl
+// (SIMDNORM_BENCH_WITH_ONEDNN); otherwise the suite registers no oneDNN benchmarks and says so in its context.
+// oneDNN 2.6 has no GroupNorm or RMSNorm primitive: those compare with PyTorch only.
 //
 // oneDNN 2.6 API (v2: operation descriptor, then primitive descriptor, then primitive), with separate scale and
 // shift (use_scale | use_shift) like simdnorm's gamma and beta. Primitives are created before the timing loop; the
@@ -14,6 +15,7 @@
 #include <cstdio>
 #include <exception>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <unordered_map>
 
@@ -32,19 +34,96 @@ struct OnednnCall {
   std::unordered_map<int, dnnl::memory> args;
   Channels ch;
   AlignedFloats batch_var;
+  Stats stats;            // LayerNorm: mean and rstd per row
+  AlignedFloats row_var;  // LayerNorm: oneDNN's variance per row
 
-  explicit OnednnCall(std::int64_t c)
-      : stream(cpu_engine()), ch(c), batch_var(static_cast<std::size_t>(c)) {}
+  OnednnCall(std::int64_t c, std::size_t rows)
+      : stream(cpu_engine()), ch(c), batch_var(static_cast<std::size_t>(c)), stats(rows), row_var(rows) {}
 };
 
-}  // namespace
+void describe_outputs(Op op, const Tensors& t, const std::shared_ptr<OnednnCall>& call, Outputs* outputs) {
+  if (outputs == nullptr) return;
+  const float* out = is_backward(op) ? t.dx : t.y;
+  outputs->out = [out] { return out; };
+  if (is_backward(op)) {
+    outputs->dgamma = [call] { return static_cast<const float*>(call->ch.dgamma.data()); };
+    outputs->dbeta = [call] { return static_cast<const float*>(call->ch.dbeta.data()); };
+  }
+}
 
-Runner onednn_runner(Op op, simdnorm_layout layout, const Point& p, std::string* label) {
+// LayerNorm over the rows of a rows x cols matrix: layer_normalization_forward (forward_training, which saves the
+// mean and variance as PyTorch's and simdnorm's save mean and rstd) and _backward (prop_kind::backward: dx, dscale,
+// dshift), use_scale | use_shift.
+Runner onednn_layer_norm_runner(Op op, const Point& p, std::string* label, Outputs* outputs) {
   using dnnl::memory;
   using dnnl::normalization_flags;
   using dnnl::prop_kind;
   dnnl::engine& engine = cpu_engine();
-  auto call = std::make_shared<OnednnCall>(p.c);
+  const std::size_t rows = static_cast<std::size_t>(p.n);
+  auto call = std::make_shared<OnednnCall>(p.c, rows);
+  Channels& ch = call->ch;
+  const memory::desc data_md({p.n, p.c}, memory::data_type::f32, memory::format_tag::ab);
+  const memory::desc stat_md({p.n}, memory::data_type::f32, memory::format_tag::a);
+  const memory::desc column_md({p.c}, memory::data_type::f32, memory::format_tag::a);
+  const Tensors t = tensors_for(p.elements());
+  memory scale(column_md, engine, ch.gamma.data());
+  memory shift(column_md, engine, ch.beta.data());
+  memory mean(stat_md, engine, call->stats.mean.data());
+  memory variance(stat_md, engine, call->row_var.data());
+  const normalization_flags affine = normalization_flags::use_scale | normalization_flags::use_shift;
+  const dnnl::layer_normalization_forward::desc forward_desc(prop_kind::forward_training, data_md, stat_md, kEps,
+                                                             affine);
+  const dnnl::layer_normalization_forward::primitive_desc forward_pd(forward_desc, engine);
+  if (op == Op::LayerNormFwd) {
+    call->primitive = dnnl::layer_normalization_forward(forward_pd);
+    call->args = {{DNNL_ARG_SRC, memory(data_md, engine, const_cast<float*>(t.x))},
+                  {DNNL_ARG_DST, memory(data_md, engine, t.y)},
+                  {DNNL_ARG_SCALE, scale},
+                  {DNNL_ARG_SHIFT, shift},
+                  {DNNL_ARG_MEAN, mean},
+                  {DNNL_ARG_VARIANCE, variance}};
+    *label = forward_pd.impl_info_str();
+  } else {
+    // The statistics of x, as the forward pass saved them; oneDNN takes the variance, var = 1/rstd^2 - eps.
+    actual_stats(op, SIMDNORM_NCHW, p, t.x, &call->stats);
+    for (std::size_t r = 0; r < rows; ++r) {
+      call->row_var[r] = 1.0f / (call->stats.rstd[r] * call->stats.rstd[r]) - kEps;
+    }
+    const dnnl::layer_normalization_backward::desc desc(prop_kind::backward, data_md, data_md, stat_md, kEps, affine);
+    const dnnl::layer_normalization_backward::primitive_desc pd(desc, engine, forward_pd);
+    call->primitive = dnnl::layer_normalization_backward(pd);
+    call->args = {{DNNL_ARG_SRC, memory(data_md, engine, const_cast<float*>(t.x))},
+                  {DNNL_ARG_DIFF_DST, memory(data_md, engine, const_cast<float*>(t.dy))},
+                  {DNNL_ARG_MEAN, mean},
+                  {DNNL_ARG_VARIANCE, variance},
+                  {DNNL_ARG_SCALE, scale},
+                  {DNNL_ARG_SHIFT, shift},
+                  {DNNL_ARG_DIFF_SRC, memory(data_md, engine, t.dx)},
+                  {DNNL_ARG_DIFF_SCALE, memory(column_md, engine, ch.dgamma.data())},
+                  {DNNL_ARG_DIFF_SHIFT, memory(column_md, engine, ch.dbeta.data())}};
+    *label = pd.impl_info_str();
+  }
+  describe_outputs(op, t, call, outputs);
+  return [call] {
+    call->primitive.execute(call->stream, call->args);
+    call->stream.wait();
+  };
+}
+
+}  // namespace
+
+bool onednn_runs(Op op) {
+  return family_of(op) == Family::BatchNorm || op == Op::LayerNormFwd || op == Op::LayerNormBwd;
+}
+
+Runner onednn_runner(Op op, simdnorm_layout layout, const Point& p, std::string* label, Outputs* outputs) {
+  using dnnl::memory;
+  using dnnl::normalization_flags;
+  using dnnl::prop_kind;
+  if (op == Op::LayerNormFwd || op == Op::LayerNormBwd) return onednn_layer_norm_runner(op, p, label, outputs);
+  if (!onednn_runs(op)) throw std::runtime_error(std::string("oneDNN has no ") + op_name(op));
+  dnnl::engine& engine = cpu_engine();
+  auto call = std::make_shared<OnednnCall>(p.c, 0);
   Channels& ch = call->ch;
 
   // With spatial 1 (the N x C matrix) both layouts are the same bytes, and oneDNN 2.6 takes its JIT kernel only
@@ -87,8 +166,8 @@ Runner onednn_runner(Op op, simdnorm_layout layout, const Point& p, std::string*
       *label = pd.impl_info_str();
       break;
     }
-    case Op::Backward: {
-      // The statistics are the ones simdnorm's backward gets: batch_mean = mean and batch_invstd =
+    default: {
+      // Backward. The statistics are the ones simdnorm's backward gets: batch_mean = mean and batch_invstd =
       // 1/sqrt(var + eps) (see Channels).
       const dnnl::batch_normalization_forward::desc forward_desc(prop_kind::forward_training, data_md, kEps, affine);
       const dnnl::batch_normalization_forward::primitive_desc forward_pd(forward_desc, engine);
@@ -108,6 +187,7 @@ Runner onednn_runner(Op op, simdnorm_layout layout, const Point& p, std::string*
       break;
     }
   }
+  describe_outputs(op, t, call, outputs);
   return [call] {
     call->primitive.execute(call->stream, call->args);
     call->stream.wait();
@@ -120,7 +200,7 @@ void run_onednn(benchmark::State& state, Op op, simdnorm_layout layout, const Po
   Runner run;
   try {
     std::string label;
-    run = onednn_runner(op, layout, p, &label);
+    run = onednn_runner(op, layout, p, &label, nullptr);
     state.SetLabel(label);
   } catch (const std::exception& e) {
     report_error(state, std::string("oneDNN: ") + e.what());
@@ -141,7 +221,8 @@ std::string onednn_version() {
 }
 
 void register_onednn(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s) {
-  const std::string name = benchmark_name(op_name(op), layout_name(layout), "onednn", p, s.name_suffix);
+  if (!onednn_runs(op)) return;
+  const std::string name = benchmark_name(op, layout, "onednn", p, s.name_suffix);
   benchmark::RegisterBenchmark(name.c_str(),
                                [op, layout, p](benchmark::State& state) { run_onednn(state, op, layout, p); })
       ->Unit(benchmark::kMillisecond)
@@ -158,13 +239,16 @@ void register_onednn(Op op, simdnorm_layout layout, const Point& p, const RunSet
 namespace simdnorm_bench {
 
 bool onednn_available() { return false; }
+bool onednn_runs(Op) { return false; }
 #ifndef SIMDNORM_BENCH_ONEDNN_SKIPPED
 #define SIMDNORM_BENCH_ONEDNN_SKIPPED "not found"
 #endif
 // Why CMake left oneDNN out, as its configure said it (bench/peers.cmake).
 std::string onednn_version() { return "not built: " SIMDNORM_BENCH_ONEDNN_SKIPPED; }
 void register_onednn(Op, simdnorm_layout, const Point&, const RunSettings&) {}
-Runner onednn_runner(Op, simdnorm_layout, const Point&, std::string*) { throw std::runtime_error("not built"); }
+Runner onednn_runner(Op, simdnorm_layout, const Point&, std::string*, Outputs*) {
+  throw std::runtime_error("not built");
+}
 
 }  // namespace simdnorm_bench
 

@@ -1,8 +1,10 @@
-// simdnorm_bench: batch normalisation (training forward, inference forward, backward; NCHW and NHWC) timed for
-// simdnorm, its naive reference, oneDNN (when built with it) and a streaming baseline, on the shapes of ResNet-50's
-// batch-norm layers and an N x C matrix. Google Benchmark's flags apply (--benchmark_filter, --benchmark_repetitions,
-// --benchmark_min_time, --benchmark_out, ...), plus the suite's own below. scripts/bench.sh runs it and turns its
-// JSON into a table, a report and plots (scripts/bench_report.py); bench/README.md explains what is measured.
+// simdnorm_bench: batch normalisation (training forward, inference forward, backward; NCHW and NHWC), LayerNorm and
+// RMSNorm (forward, backward, over the rows of a matrix) and GroupNorm (forward, backward; NCHW and NHWC) timed for
+// simdnorm, its naive reference, oneDNN and PyTorch (when built with them) and a streaming baseline, on the shapes of
+// ResNet-50's batch-norm layers and an N x C matrix, transformer widths, and diffusion-UNet GroupNorm layers. Google
+// Benchmark's flags apply (--benchmark_filter, --benchmark_repetitions, --benchmark_min_time, --benchmark_out, ...),
+// plus the suite's own below. scripts/bench.sh runs it and turns its JSON into tables, a report and plots
+// (scripts/bench_report.py); bench/README.md explains what is measured.
 #include <simdnorm/simdnorm.h>
 
 #include <omp.h>
@@ -35,11 +37,13 @@ void print_own_help() {
       "               [--naive_min_time=SECONDS] [--naive_rounds=K] [Google Benchmark flags]\n"
       "\n"
       "  --grid=NAME              shapes to register (default: default)\n"
-      "                             smoke    one tiny tensor (the ctest smoke test)\n"
-      "                             quick    five tensors, a couple of minutes\n"
-      "                             default  3 ResNet-50 layers at N = 1..64, 6 at N = 1 and 32, a 1024-wide matrix\n"
-      "                             full     9 ResNet-50 layers at N = 1..64, matrix at N = 16..1024\n"
-      "  --threads=N              OpenMP threads of simdnorm, oneDNN and the streaming baseline\n"
+      "                             smoke    tiny tensors of every op (the ctest smoke test)\n"
+      "                             quick    a reduced set, a few minutes\n"
+      "                             default  batch norm: 3 ResNet-50 layers at N = 1..64, 6 at N = 1 and 32, a\n"
+      "                                      1024-wide matrix; LayerNorm/RMSNorm: 768, 1024, 4096 columns at\n"
+      "                                      1..16384 rows; GroupNorm: 3 UNet layers at N = 1, 8 and beyond the LLC\n"
+      "                             full     more batch sizes of each\n"
+      "  --threads=N              OpenMP threads of simdnorm, oneDNN, PyTorch and the streaming baseline\n"
       "                           (default: OMP_NUM_THREADS, else all cores); the naive reference is single-threaded\n"
       "  --rounds=K               register the whole grid K times, one round after the other (default 1); from\n"
       "                           round 2 on names end in /round:<k>. Unlike --benchmark_repetitions, every round\n"
@@ -50,7 +54,9 @@ void print_own_help() {
       "  --naive_rounds=K         rounds that include the naive reference (default 1: the first only)\n"
       "\n"
       "Benchmarks are named <op>/<layout>/<impl>/C:<c>/HW:<h=w>/N:<n>, e.g. train_fwd/nchw/simdnorm/C:256/HW:56/N:32;\n"
-      "the streaming baseline is stream/flat/stream/C:../HW:../N:.. .\n"
+      "a LayerNorm of R rows of C columns is layer_norm_fwd/rows/<impl>/C:<C>/HW:1/N:<R>; the streaming baseline is\n"
+      "stream/flat/stream/C:../HW:../N:.. . Before timing, every implementation runs once per op on small tensors and\n"
+      "is compared with the reference (a failure is an error).\n"
       "\n");
   benchmark::PrintDefaultHelp();
 }
@@ -87,7 +93,7 @@ bool parse_own_flags(int* argc, char** argv, Options* options) {
     std::string value;
     double number = 0.0;
     if (take_flag(*argc, argv, &i, "--grid", &value)) {
-      std::vector<Point> unused;
+      Grid unused;
       if (!make_grid(value, &unused)) {
         std::fprintf(stderr, "simdnorm_bench: unknown --grid '%s' (smoke, quick, default or full)\n", value.c_str());
         return false;
@@ -162,27 +168,38 @@ std::string cpu_features() {
 #endif
 }
 
-void register_grid(const std::vector<Point>& grid, const Options& options) {
+// Every implementation of one op on one tensor.
+void register_point(Op op, simdnorm_layout layout, const Point& p, const RunSettings& run, bool with_naive) {
+  register_simdnorm(op, layout, p, run);
+  if (runs_in_place(p)) register_inplace(op, layout, p, run);
+  if (with_naive && runs_naive(op, p)) register_naive(op, layout, p, run);
+  register_onednn(op, layout, p, run);
+  register_torch(op, layout, p, run);
+  register_paired_peers(op, layout, p, run);
+  if (runs_in_place(p)) register_paired_stream(op, layout, p, run);
+}
+
+template <std::size_t kCount>
+void register_family(const std::vector<Point>& points, const Op (&ops)[kCount], const RunSettings& run,
+                     bool with_naive) {
+  // Grouped by tensor, so that the implementations of one shape run back to back under the same machine load.
+  for (const Point& p : points) {
+    for (Op op : ops) {
+      for (simdnorm_layout layout : layouts_of(op)) register_point(op, layout, p, run, with_naive);
+    }
+    register_stream(p, run);
+    if (runs_in_place(p) && family_of(ops[0]) != Family::Row) register_floors(p, run);
+  }
+}
+
+void register_grid(const Grid& grid, const Options& options) {
   for (int round = 1; round <= options.rounds; ++round) {
     RunSettings run = options.run;
     if (round > 1) run.name_suffix = "/round:" + std::to_string(round);
-    // Grouped by tensor, so that the implementations of one shape run back to back under the same machine load.
-    for (const Point& p : grid) {
-      for (Op op : kOps) {
-        for (simdnorm_layout layout : kLayouts) {
-          register_simdnorm(op, layout, p, run);
-          if (static_cast<double>(p.elements()) * sizeof(float) >= kInPlaceMinBytes) register_inplace(op, layout, p, run);
-          if (round <= options.naive_rounds) register_naive(op, layout, p, run);
-          register_onednn(op, layout, p, run);
-          register_paired_onednn(op, layout, p, run);
-          if (static_cast<double>(p.elements()) * sizeof(float) >= kInPlaceMinBytes) {
-            register_paired_stream(op, layout, p, run);
-          }
-        }
-      }
-      register_stream(p, run);
-      if (static_cast<double>(p.elements()) * sizeof(float) >= kInPlaceMinBytes) register_floors(p, run);
-    }
+    const bool with_naive = round <= options.naive_rounds;
+    register_family(grid.batch_norm, kBatchNormOps, run, with_naive);
+    register_family(grid.rows, kRowOps, run, with_naive);
+    register_family(grid.groups, kGroupOps, run, with_naive);
   }
 }
 
@@ -193,8 +210,10 @@ int main(int argc, char** argv) {
   using namespace simdnorm_bench;
   // Recorded in the context for the report; Google Benchmark does not expose its flags.
   std::string min_time = "0.5 s (Google Benchmark's default)";
+  bool listing = false;
   for (int i = 1; i < argc; ++i) {
     if (std::strncmp(argv[i], "--benchmark_min_time=", 21) == 0) min_time = std::string(argv[i] + 21) + " s";
+    if (std::strncmp(argv[i], "--benchmark_list_tests", 22) == 0) listing = std::strstr(argv[i], "=false") == nullptr;
   }
   benchmark::Initialize(&argc, argv, print_own_help);
   Options options;
@@ -204,10 +223,13 @@ int main(int argc, char** argv) {
   if (options.threads > 0) omp_set_num_threads(options.threads);  // oneDNN and the streaming baseline
   const int threads = omp_get_max_threads();
   simdnorm_set_num_threads(threads);
+  const int torch_threads = torch_setup(threads);
 
-  std::vector<Point> grid;
+  Grid grid;
   make_grid(options.grid, &grid);
   register_grid(grid, options);
+  // Every implementation once against the reference, before anything is timed (not when only listing the names).
+  const std::string check = listing ? "not run (listing)" : check_implementations();
 
   // Printed at the top of the console output and stored in the JSON's "context", where bench_report.py finds it.
   benchmark::AddCustomContext("cpu_model", cpu_model());
@@ -216,6 +238,11 @@ int main(int argc, char** argv) {
   benchmark::AddCustomContext("simdnorm_version", simdnorm_version());
   benchmark::AddCustomContext("simdnorm_isa", simdnorm_isa());
   benchmark::AddCustomContext("onednn", onednn_available() ? onednn_version() : "skipped: " + onednn_version());
+  benchmark::AddCustomContext("torch", torch_available() ? torch_version() : "skipped: " + torch_version());
+  if (torch_available()) {
+    benchmark::AddCustomContext("torch_threads", std::to_string(torch_threads) + " (at::set_num_threads)");
+  }
+  benchmark::AddCustomContext("check", check);
   benchmark::AddCustomContext("stream_isa", stream_isa());
   benchmark::AddCustomContext("grid", options.grid);
   benchmark::AddCustomContext("rounds", std::to_string(options.rounds));
@@ -233,7 +260,10 @@ int main(int argc, char** argv) {
     if (const char* value = std::getenv(name)) omp_env += std::string(omp_env.empty() ? "" : " ") + name + "=" + value;
   }
   benchmark::AddCustomContext("omp_env", omp_env.empty() ? "(none set)" : omp_env);
-  benchmark::AddCustomContext("bytes_model", "train_fwd 3, infer_fwd 2, backward 3, stream 2 tensor sizes per call");
+  benchmark::AddCustomContext("bytes_model",
+                              "train_fwd 3, infer_fwd 2, backward 3, {layer,rms,group}_norm_fwd 2, "
+                              "{layer,rms,group}_norm_bwd 3, stream 2 tensor sizes per call");
+  benchmark::AddCustomContext("groups", std::to_string(kGroups));
 
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

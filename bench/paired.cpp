@@ -1,4 +1,5 @@
-// Paired benchmarks: two or more implementations on the same tensor, timed in alternation within one benchmark.
+// Paired benchmarks: two or more implementations on the same tensor, timed in alternation within one benchmark:
+// simdnorm against its peers (oneDNN, PyTorch), and simdnorm in place against the streaming pass.
 //
 // The machine this suite is meant for is shared: its memory bandwidth changes by up to 2x from one second to the
 // next (another tenant's traffic), and separate benchmarks of two implementations run seconds to minutes apart. A
@@ -115,16 +116,27 @@ benchmark::internal::Benchmark* register_paired(const std::string& name, const R
 
 }  // namespace
 
-void register_paired_onednn(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s) {
-  if (!onednn_available()) return;
-  const std::string name = benchmark_name(op_name(op), layout_name(layout), "paired_onednn", p, s.name_suffix);
-  auto* b = register_paired(name, s, [op, layout, p](std::string* label) {
+void register_paired_peers(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s) {
+  const bool with_onednn = onednn_runs(op), with_torch = torch_available();
+  if (!with_onednn && !with_torch) return;
+  const std::string name = benchmark_name(op, layout, "paired_peers", p, s.name_suffix);
+  auto* b = register_paired(name, s, [op, layout, p, with_onednn, with_torch](std::string* label) {
     std::vector<Contender> contenders;
     contenders.push_back({"simdnorm", simdnorm_runner(op, layout, p, false)});
-    try {
-      contenders.push_back({"onednn", onednn_runner(op, layout, p, label)});
-    } catch (const std::exception& e) {
-      throw std::runtime_error(std::string("oneDNN: ") + e.what());
+    if (with_onednn) {
+      try {
+        contenders.push_back({"onednn", onednn_runner(op, layout, p, label)});
+      } catch (const std::exception& e) {
+        throw std::runtime_error(std::string("oneDNN: ") + e.what());
+      }
+    }
+    if (with_torch) {
+      std::string torch_label;
+      try {
+        contenders.push_back({"torch", torch_runner(op, layout, p, &torch_label)});
+      } catch (const std::exception& e) {
+        throw std::runtime_error(std::string("PyTorch: ") + e.what());
+      }
     }
     return contenders;
   });
@@ -132,13 +144,16 @@ void register_paired_onednn(Op op, simdnorm_layout layout, const Point& p, const
 }
 
 void register_paired_stream(Op op, simdnorm_layout layout, const Point& p, const RunSettings& s) {
-  const std::string name = benchmark_name(op_name(op), layout_name(layout), "paired_stream", p, s.name_suffix);
-  register_paired(name, s, [op, layout, p](std::string* /*label*/) {
+  const std::string name = benchmark_name(op, layout, "paired_stream", p, s.name_suffix);
+  // The two-pass floor applies where a call must see every value before it writes the first: batch-norm training
+  // and backward, GroupNorm (whose NHWC groups span a whole image). LayerNorm and RMSNorm rows stay in cache.
+  const bool with_floor = op == Op::TrainFwd || op == Op::Backward || family_of(op) == Family::Group;
+  register_paired(name, s, [op, layout, p, with_floor](std::string* /*label*/) {
     std::vector<Contender> contenders;
     contenders.push_back({"stream", stream_runner(p)});
     contenders.push_back({"inplace", simdnorm_runner(op, layout, p, true)});
     contenders.push_back({"simdnorm", simdnorm_runner(op, layout, p, false)});
-    if (op != Op::InferFwd) contenders.push_back({"floor", floor_runner(p, op == Op::Backward)});
+    if (with_floor) contenders.push_back({"floor", floor_runner(p, is_backward(op))});
     return contenders;
   })->MinTime(kPairedLargeMinSeconds);
 }

@@ -72,6 +72,7 @@ const char* stream_isa() { return stream_variant().isa; }
 void register_floors(const Point& p, const RunSettings& s) {
   for (const bool backward : {false, true}) {
     const std::string name = benchmark_name("floor", "flat", backward ? "backward" : "train", p, s.name_suffix);
+    if (!first_registration(name)) continue;  // a tensor of two families
     benchmark::RegisterBenchmark(name.c_str(), [p, backward](benchmark::State& state) {
                                    // The rate counted is the streaming pass's (2 tensors), so that GB/s compare
                                    // with it directly.
@@ -85,6 +86,7 @@ void register_floors(const Point& p, const RunSettings& s) {
 
 void register_stream(const Point& p, const RunSettings& s) {
   const std::string name = benchmark_name("stream", "flat", "stream", p, s.name_suffix);
+  if (!first_registration(name)) return;  // a tensor of two families (batch norm's matrix and a LayerNorm's)
   benchmark::RegisterBenchmark(name.c_str(), [p](benchmark::State& state) {
                                  time_runner(state, stream_bytes_per_call(p), p, stream_runner(p));
                                })

@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
 # What simdnorm is worth on this machine: installs what is missing (apt-get, as root), builds the benchmark suite in
-# Release (build-bench/), runs it and prints a table of simdnorm against its naive reference, oneDNN and a streaming
-# baseline. Leaves in bench-results/: results.json (Google Benchmark's raw JSON), console.txt, report.md and
-# throughput_*.png plots. Where Open MPI is installed (it installs it), report.md ends with the cost of synchronising
-# batch norm across two processes (bench/mpi).
+# Release (build-bench/), runs it and prints tables of simdnorm (batch norm, LayerNorm, RMSNorm, GroupNorm) against
+# its naive reference, oneDNN, PyTorch and a streaming baseline. Leaves in bench-results/: results.json (Google
+# Benchmark's raw JSON), console.txt, report.md and throughput_*.png plots. Where Open MPI is installed (it installs
+# it), report.md ends with the cost of synchronising batch norm across two processes (bench/mpi).
 #
-#   scripts/bench.sh                 default grid: 3 ResNet-50 BN layers at N = 1..64, 6 more at N = 1 and 32,
-#                                    a 1024-wide N x C matrix (about 15 minutes on 2 cores)
-#   scripts/bench.sh --quick         a reduced set (about a minute)
-#   scripts/bench.sh --full          all 9 layers at every N, the matrix at N = 16..1024
+#   scripts/bench.sh                 default grid: batch norm on 3 ResNet-50 layers at N = 1..64, 6 more at N = 1
+#                                    and 32, a 1024-wide N x C matrix; LayerNorm and RMSNorm on 768, 1024 and 4096
+#                                    columns at 1..16384 rows; GroupNorm on 3 UNet layers (about 25 minutes on 2 cores)
+#   scripts/bench.sh --quick         a reduced set (a few minutes)
+#   scripts/bench.sh --full          more layers and sizes of each
 #
-#   --threads N        threads of simdnorm, oneDNN and the streaming baseline (default: every core)
+#   --threads N        threads of simdnorm, oneDNN, PyTorch and the streaming baseline (default: every core)
 #   --filter REGEX     only the benchmarks whose name matches, e.g. 'C:256/HW:56' or 'nhwc|stream'; names are
 #                      <op>/<layout>/<impl>/C:<c>/HW:<h=w>/N:<n> and stream/flat/stream/... for the baseline
 #   --repetitions K    rounds over the whole grid; each benchmark is reported as its median (default 3)
 #   --min-time S       minimum time of each benchmark in each round, in seconds (default 0.1; 0.05 with --quick)
 #   --no-onednn        build without the oneDNN comparison (and do not install libdnnl-dev)
+#   --no-torch         build without the PyTorch comparison (and do not install libtorch-dev)
 #   --no-mpi           skip the synchronised batch norm benchmark (and do not install Open MPI)
 #   --no-build         run the existing build-bench/ as it is
 #   --out DIR          where to write the results (default bench-results)
@@ -33,6 +35,7 @@ filter=""
 repetitions=3
 min_time=""
 onednn=1
+torch=1
 mpi=1
 build=1
 out_dir=bench-results
@@ -50,6 +53,7 @@ while [ $# -gt 0 ]; do
     --min-time) min_time="${2:?--min-time needs seconds}"; shift ;;
     --min-time=*) min_time="${1#*=}" ;;
     --no-onednn) onednn=0 ;;
+    --no-torch) torch=0 ;;
     --no-mpi) mpi=0 ;;
     --no-build) build=0 ;;
     --out) out_dir="${2:?--out needs a directory}"; shift ;;
@@ -75,6 +79,9 @@ fi
 packages=("${SIMDNORM_BUILD_PACKAGES[@]}" libbenchmark-dev gnuplot-nox python3)
 # Debian's oneDNN CMake config requires OpenCL's development files, a package it only recommends.
 [ "$onednn" = 1 ] && packages+=(libdnnl-dev ocl-icd-opencl-dev)
+# libtorch 1.13: its CMake config needs nothing it only recommends. On a fresh Debian 12 it brings 157 packages
+# (OpenCV, FFmpeg, Qt and GDAL libraries among them): 117 MB to download, 470 MB installed, 16-30 s here.
+[ "$torch" = 1 ] && packages+=(libtorch-dev)
 [ "$mpi" = 1 ] && packages+=(openmpi-bin libopenmpi-dev)
 ensure_packages "${packages[@]}" || exit 1
 # Debian's interpreter, which the report script is written for (standard library only).
@@ -87,6 +94,7 @@ binary="$build_dir/bench/simdnorm_bench"
 if [ "$build" = 1 ]; then
   cmake_args=(-DCMAKE_BUILD_TYPE=Release -DSIMDNORM_BUILD_TESTS=OFF -DSIMDNORM_BUILD_BENCHMARKS=ON
               -DCMAKE_DISABLE_FIND_PACKAGE_dnnl=$([ "$onednn" = 1 ] && echo OFF || echo ON)
+              -DCMAKE_DISABLE_FIND_PACKAGE_Torch=$([ "$torch" = 1 ] && echo OFF || echo ON)
               -DSIMDNORM_MPI=$([ "$mpi" = 1 ] && echo AUTO || echo OFF))
   mkdir -p "$build_dir"
   log="$build_dir/bench-build.log"
@@ -100,7 +108,7 @@ if [ "$build" = 1 ]; then
     echo "scripts/bench.sh: the build failed; the full log is $log" >&2
     exit 1
   fi
-  grep -h "oneDNN\|simdnorm::mpi" "$log" | sed 's/^-- /  /' || true
+  grep -h "oneDNN\|PyTorch\|simdnorm::mpi" "$log" | sed 's/^-- /  /' || true
 elif [ ! -x "$binary" ]; then
   echo "scripts/bench.sh: --no-build, but $binary does not exist" >&2
   exit 1
@@ -119,10 +127,14 @@ if [ "$commit" != unknown ] && [ -n "$(git status --porcelain --untracked-files=
 fi
 bench_args=(--grid="$grid" --threads="$threads" --rounds="$repetitions" --benchmark_min_time="$min_time"
             --benchmark_display_aggregates_only=true --benchmark_color=false --benchmark_context=commit="$commit")
+# Debian's version of the libtorch the suite was built against (its headers say 1.13.0 for 1.13.1).
+torch_package=""
+[ "$torch" = 1 ] && torch_package=$(dpkg-query -W -f='${Version}' libtorch-dev 2>/dev/null || true)
+[ -n "$torch_package" ] && bench_args+=(--benchmark_context=torch_package="libtorch-dev $torch_package")
 [ -n "$filter" ] && bench_args+=(--benchmark_filter="$filter")
 bench_args+=("${passthrough[@]+"${passthrough[@]}"}")
 
-# OpenMP reads its environment at start-up: the thread count goes to simdnorm, oneDNN and the baseline alike.
+# OpenMP reads its environment at start-up: the thread count goes to simdnorm, oneDNN, PyTorch and the baseline alike.
 export OMP_NUM_THREADS="$threads"
 if ! listing=$("$binary" "${bench_args[@]}" --benchmark_list_tests=true 2>&1); then
   printf '%s\n' "$listing" >&2
@@ -150,7 +162,7 @@ set +e
   awk -v total="$total" -v tty="$([ -t 2 ] && echo 1 || echo 0)" -v start="$start" '
     function now() { srand(); return srand() }  # POSIX awk: srand() returns the previous seed, the time of day
     /ERROR OCCURRED/ { printf "%s  %s\n", (tty ? "\r\033[K" : ""), $0 > "/dev/stderr"; fflush("/dev/stderr") }
-    /^[a-z_]+\/[a-z]+\/[a-z]+\/C:/ {
+    /^[a-z_]+\/[a-z]+\/[a-z_]+\/C:/ {
       name = $1; sub(/_(mean|median|stddev|cv)$/, "", name)
       if (name in seen) next
       seen[name] = 1; done++
@@ -166,6 +178,8 @@ set +e
     END { if (tty) printf "\r\033[K" > "/dev/stderr" }'
 status=${PIPESTATUS[0]}
 set -e
+# The one-off check of every implementation against the reference runs before the benchmarks (bench/check.cpp).
+grep -h "check against the reference" "$out_dir/console.stderr" >&2 || true
 cat "$out_dir/console.stderr" >>"$out_dir/console.txt"
 elapsed=$(( $(date +%s) - start ))
 

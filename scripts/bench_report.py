@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Turn simdnorm_bench's Google Benchmark JSON into a terminal table, report.md and throughput plots.
+"""Turn simdnorm_bench's Google Benchmark JSON into terminal tables, report.md and throughput plots.
 
 Usage: scripts/bench_report.py RESULTS.json [--out DIR] [--no-plot] [--command TEXT]
 
@@ -7,9 +7,11 @@ Standard library only (runs with Debian's /usr/bin/python3); the plots are drawn
 
 Everything is computed from one run:
   speed-up vs naive   = naive time / simdnorm time           (same op, layout, tensor)
-  speed-up vs oneDNN  = oneDNN time / simdnorm time, from the paired benchmark (paired_onednn: the two timed in
-                        alternation, the median of the per-iteration ratios) where the run has one, else the ratio
-                        of the two benchmarks' median times
+  speed-up vs oneDNN  = oneDNN time / simdnorm time, from the paired benchmark (paired_peers, or paired_onednn in
+                        runs before PyTorch joined: simdnorm and its peers timed in alternation, the median of the
+                        per-iteration ratios) where the run has one, else the ratio of the two benchmarks' median
+                        times
+  speed-up vs PyTorch = PyTorch time / simdnorm time, likewise
   of stream           = simdnorm GB/s / streaming baseline GB/s on a tensor of the same size
   against the streaming pass: from the paired benchmark (paired_stream) where the run has one
 Times are the median of a benchmark's measurements: its rounds (simdnorm_bench --rounds, names ending in
@@ -28,16 +30,46 @@ import sys
 
 NAME_RE = re.compile(r"^(?P<op>[a-z_]+)/(?P<layout>[a-z]+)/(?P<impl>[a-z_]+)/C:(?P<c>\d+)/HW:(?P<hw>\d+)/N:(?P<n>\d+)(?:/|$)")
 
-OPS = ["train_fwd", "infer_fwd", "backward"]
-LAYOUTS = ["nchw", "nhwc"]
-IMPLS = ["simdnorm", "naive", "onednn"]
+BN_OPS = ["train_fwd", "infer_fwd", "backward"]
+ROW_OPS = ["layer_norm_fwd", "layer_norm_bwd", "rms_norm_fwd", "rms_norm_bwd"]
+GROUP_OPS = ["group_norm_fwd", "group_norm_bwd"]
+OPS = BN_OPS + ROW_OPS + GROUP_OPS
+LAYOUTS = ["nchw", "nhwc", "rows"]
+IMPLS = ["simdnorm", "naive", "onednn", "torch"]
+PEERS = [("onednn", "oneDNN"), ("torch", "PyTorch")]
 
-OP_TITLES = {"train_fwd": "training forward", "infer_fwd": "inference forward", "backward": "backward"}
+OP_TITLES = {"train_fwd": "batch norm, training forward", "infer_fwd": "batch norm, inference forward",
+             "backward": "batch norm, backward", "layer_norm_fwd": "LayerNorm forward",
+             "layer_norm_bwd": "LayerNorm backward", "rms_norm_fwd": "RMSNorm forward",
+             "rms_norm_bwd": "RMSNorm backward", "group_norm_fwd": "GroupNorm forward",
+             "group_norm_bwd": "GroupNorm backward"}
+_BWD_NOTE = "GB/s counts 3 tensors per call: x and dy read once, dx written once"
 BYTES_NOTE = {
     "train_fwd": "GB/s counts 3 tensors per call: x read twice (statistics, then normalisation), y written once",
     "infer_fwd": "GB/s counts 2 tensors per call: x read once, y written once",
-    "backward": "GB/s counts 3 tensors per call: x and dy read once, dx written once",
+    "backward": _BWD_NOTE,
+    "layer_norm_fwd": "GB/s counts 2 tensors per call: x read once (a row is normalised while in cache), y written "
+                      "once",
+    "rms_norm_fwd": "GB/s counts 2 tensors per call: x read once, y written once",
+    "group_norm_fwd": "GB/s counts 2 tensors per call: x read once, y written once",
+    "layer_norm_bwd": _BWD_NOTE,
+    "rms_norm_bwd": _BWD_NOTE,
+    "group_norm_bwd": _BWD_NOTE + "; 32 groups",
 }
+BYTES_NOTE["group_norm_fwd"] += "; 32 groups"
+
+
+def family(op):
+    return "bn" if op in BN_OPS else "rows" if op in ROW_OPS else "group"
+
+
+def layouts_of(op):
+    return ["rows"] if op in ROW_OPS else ["nchw", "nhwc"]
+
+
+def layout_title(layout):
+    return layout if layout == "rows" else layout.upper()
+
 
 # A time is marked "~" in the tables when its measurements spread more than NOISY_CV (standard deviation / mean) or
 # when the calling thread was on its CPU for less than WAITED_CPU_SHARE of the wall time.
@@ -199,12 +231,20 @@ class Results:
             spread = mean > 0 and sd / mean > NOISY_CV
         return median(values), spread
 
+    def has_op_impl(self, op, impl):
+        return any(k[0] == op and k[2] == impl for k in list(self.time_ms) + list(self.errors))
+
+    def vs_peer(self, op, layout, peer, c, hw, n):
+        """peer time / simdnorm time: paired where measured so (paired_peers; paired_onednn in runs before PyTorch
+        joined), else the ratio of the medians."""
+        for pair in ("paired_peers", "paired_onednn"):
+            r, _ = self.paired_ratio(op, layout, pair, peer + "_per_simdnorm", c, hw, n)
+            if r is not None:
+                return r
+        return ratio(self.t(op, layout, peer, c, hw, n), self.t(op, layout, "simdnorm", c, hw, n))
+
     def vs_onednn(self, op, layout, c, hw, n):
-        """oneDNN time / simdnorm time: paired where measured so, else the ratio of the medians."""
-        r, _ = self.paired_ratio(op, layout, "paired_onednn", "onednn_per_simdnorm", c, hw, n)
-        if r is not None:
-            return r
-        return ratio(self.t(op, layout, "onednn", c, hw, n), self.t(op, layout, "simdnorm", c, hw, n))
+        return self.vs_peer(op, layout, "onednn", c, hw, n)
 
 
 def ratio(a, b):
@@ -213,6 +253,13 @@ def ratio(a, b):
 
 def shape_label(c, hw):
     return "%d (N x C)" % c if hw == 1 else "%dx%dx%d" % (c, hw, hw)
+
+
+def tensor_label(op, c, hw, n):
+    """rows x cols for LayerNorm and RMSNorm, "<layer> N=<n>" otherwise."""
+    if op in ROW_OPS:
+        return "%d x %d" % (n, c)
+    return "%s N=%d" % (shape_label(c, hw), n)
 
 
 def three_figures(v, places_below_1):
@@ -274,16 +321,28 @@ class Table:
         return "\n".join([head, rule] + body)
 
 
-def detail_table(res, op, layout, with_onednn):
-    header = ["layer (CxHxW)", "N", "MB", "simdnorm ms", "GB/s", "naive ms"]
-    align = ["l", "r", "r", "r", "r", "r"]
-    if with_onednn:
-        header += ["oneDNN ms", "GB/s"]
+def op_peers(res, op):
+    """The peers (impl, title) that ran this op in this run."""
+    return [(impl, title) for impl, title in PEERS if res.has_op_impl(op, impl)
+            or any(k[0] == op and k[2] in ("paired_peers", "paired_onednn") and impl + "_per_simdnorm" in v
+                   for k, v in res.paired.items())]
+
+
+def detail_table(res, op, layout):
+    peers = op_peers(res, op)
+    if op in ROW_OPS:
+        header, align = ["cols", "rows"], ["r", "r"]
+    else:
+        header, align = ["layer (CxHxW)", "N"], ["l", "r"]
+    header += ["MB", "simdnorm ms", "GB/s", "naive ms"]
+    align += ["r", "r", "r", "r"]
+    for _, title in peers:
+        header += ["%s ms" % title, "GB/s"]
         align += ["r", "r"]
     header += ["stream GB/s", "vs naive"]
     align += ["r", "r"]
-    if with_onednn:
-        header += ["vs oneDNN"]
+    for _, title in peers:
+        header += ["vs %s" % title]
         align += ["r"]
     header += ["of stream"]
     align += ["r"]
@@ -301,13 +360,14 @@ def detail_table(res, op, layout, with_onednn):
             return fmt_gbs(res.gbs(op, layout, impl, c, hw, n))
 
         t_fast = res.t(op, layout, "simdnorm", c, hw, n)
-        row = [shape_label(c, hw), n, fmt_mb(c * hw * hw * n), cell_ms("simdnorm"), cell_gbs("simdnorm"),
-               cell_ms("naive")]
-        if with_onednn:
-            row += [cell_ms("onednn"), cell_gbs("onednn")]
-        row += [fmt_gbs(res.stream_gbs(c, hw, n)) + res.noise_mark(("stream", "flat", "stream", c, hw, n)), fmt_x(ratio(res.t(op, layout, "naive", c, hw, n), t_fast))]
-        if with_onednn:
-            row += [fmt_x(res.vs_onednn(op, layout, c, hw, n))]
+        row = [c, n] if op in ROW_OPS else [shape_label(c, hw), n]
+        row += [fmt_mb(c * hw * hw * n), cell_ms("simdnorm"), cell_gbs("simdnorm"), cell_ms("naive")]
+        for impl, _ in peers:
+            row += [cell_ms(impl), cell_gbs(impl)]
+        row += [fmt_gbs(res.stream_gbs(c, hw, n)) + res.noise_mark(("stream", "flat", "stream", c, hw, n)),
+                fmt_x(ratio(res.t(op, layout, "naive", c, hw, n), t_fast))]
+        for impl, _ in peers:
+            row += [fmt_x(res.vs_peer(op, layout, impl, c, hw, n))]
         row += [fmt_pct(ratio(res.gbs(op, layout, "simdnorm", c, hw, n), res.stream_gbs(c, hw, n)))]
         table.add(row)
     return table
@@ -315,40 +375,47 @@ def detail_table(res, op, layout, with_onednn):
 
 def summarise(res, op, layout):
     """Geometric means and worst cases of the ratios over every tensor of this op and layout."""
-    vs_naive, vs_onednn, of_stream = [], [], []
+    found = {"naive": [], "stream": []}
+    for impl, _ in PEERS:
+        found[impl] = []
     for c, hw, n in res.tensors(op, layout):
         t_fast = res.t(op, layout, "simdnorm", c, hw, n)
-        where = "%s N=%d" % (shape_label(c, hw), n)
+        where = tensor_label(op, c, hw, n)
         r = ratio(res.t(op, layout, "naive", c, hw, n), t_fast)
         if r is not None:
-            vs_naive.append((r, where))
-        r = res.vs_onednn(op, layout, c, hw, n)
-        if r is not None:
-            vs_onednn.append((r, where))
+            found["naive"].append((r, where))
+        for impl, _ in PEERS:
+            r = res.vs_peer(op, layout, impl, c, hw, n)
+            if r is not None:
+                found[impl].append((r, where))
         r = ratio(res.gbs(op, layout, "simdnorm", c, hw, n), res.stream_gbs(c, hw, n))
         if r is not None:
-            of_stream.append((r, where))
+            found["stream"].append((r, where))
 
     def stats(pairs):
         if not pairs:
             return None, None
         return geomean([p[0] for p in pairs]), min(pairs)
 
-    return {"cases": len(res.tensors(op, layout)), "naive": stats(vs_naive), "onednn": stats(vs_onednn),
-            "stream": stats(of_stream)}
+    summary = {key: stats(pairs) for key, pairs in found.items()}
+    summary["cases"] = len(res.tensors(op, layout))
+    summary["pairs"] = found
+    return summary
 
 
-def summary_table(res, with_onednn):
+def summary_table(res):
+    peers = [(impl, title) for impl, title in PEERS if any(op_peers(res, op) and (impl, title) in op_peers(res, op)
+                                                           for op in OPS)]
     header = ["op", "layout", "tensors", "vs naive (geomean)", "worst vs naive"]
     align = ["l", "l", "r", "r", "l"]
-    if with_onednn:
-        header += ["vs oneDNN (geomean)", "worst vs oneDNN"]
+    for _, title in peers:
+        header += ["vs %s (geomean)" % title, "worst vs %s" % title]
         align += ["r", "l"]
     header += ["of stream (geomean)", "lowest of stream"]
     align += ["r", "l"]
     table = Table(header, align)
     for op in OPS:
-        for layout in LAYOUTS:
+        for layout in layouts_of(op):
             if not res.tensors(op, layout):
                 continue
             s = summarise(res, op, layout)
@@ -356,23 +423,65 @@ def summary_table(res, with_onednn):
             def worst(pair, fmt):
                 return "-" if pair is None else "%s at %s" % (fmt(pair[0]), pair[1])
 
-            row = [op, layout.upper(), s["cases"], fmt_x(s["naive"][0]), worst(s["naive"][1], fmt_x)]
-            if with_onednn:
-                row += [fmt_x(s["onednn"][0]), worst(s["onednn"][1], fmt_x)]
+            row = [op, layout_title(layout), s["cases"], fmt_x(s["naive"][0]), worst(s["naive"][1], fmt_x)]
+            for impl, _ in peers:
+                row += [fmt_x(s[impl][0]), worst(s[impl][1], fmt_x)]
             row += [fmt_pct(s["stream"][0]), worst(s["stream"][1], fmt_pct)]
             table.add(row)
     return table
 
 
-# The issue's targets for tensors beyond the last-level cache: time of the operation over the time of one in-place
-# streaming pass over the same tensor.
+# The issue's targets against the peers for LayerNorm, RMSNorm and GroupNorm, out of place: a geometric-mean
+# speed-up of at least 2x over PyTorch (every op) and 1.5x over oneDNN (LayerNorm, the one it has), no case slower.
+PEER_TARGETS = [("torch", "PyTorch", ROW_OPS + GROUP_OPS, 2.0),
+                ("onednn", "oneDNN", ["layer_norm_fwd", "layer_norm_bwd"], 1.5)]
+
+
+def peer_targets_table(res):
+    """Per peer: the geometric mean of the speed-ups over every case of the new ops it ran, the slowest case, and the
+    targets; "-" where the run has none."""
+    table = Table(["against", "ops", "cases", "speed-up (geomean)", "target", "slowest case", "target", "met"],
+                  ["l", "l", "r", "r", "r", "l", "r", "l"])
+    for impl, title, ops, target in PEER_TARGETS:
+        pairs = []
+        for op in ops:
+            for layout in layouts_of(op):
+                pairs += [(r, "%s %s %s" % (op, layout_title(layout), where))
+                          for r, where in summarise(res, op, layout)["pairs"][impl]]
+        if not pairs:
+            continue
+        g = geomean([r for r, _ in pairs])
+        low = min(pairs)
+        met = "yes" if g >= target and low[0] >= 1.0 else "no"
+        table.add([title, "LayerNorm" if impl == "onednn" else "LayerNorm, RMSNorm, GroupNorm", len(pairs), fmt_x(g),
+                   ">= %.1fx" % target, "%s at %s" % (fmt_x(low[0]), low[1]), ">= 1x", met])
+    return table
+
+
+# The issues' targets for tensors beyond the last-level cache: time of the operation in place over the time of one
+# in-place streaming pass over a tensor of the same size (GroupNorm's backward has none).
 STREAM_TARGETS = {("train_fwd", "nchw"): 1.3, ("train_fwd", "nhwc"): 1.6, ("infer_fwd", "nchw"): 1.1,
-                  ("infer_fwd", "nhwc"): 1.1, ("backward", "nchw"): 2.0, ("backward", "nhwc"): 2.5}
+                  ("infer_fwd", "nhwc"): 1.1, ("backward", "nchw"): 2.0, ("backward", "nhwc"): 2.5,
+                  ("layer_norm_fwd", "rows"): 1.1, ("rms_norm_fwd", "rows"): 1.1, ("layer_norm_bwd", "rows"): 1.8,
+                  ("rms_norm_bwd", "rows"): 1.8, ("group_norm_fwd", "nchw"): 1.3, ("group_norm_fwd", "nhwc"): 1.6}
 
 
 # The two-pass floor of an operation ("floor/flat/<impl>/..."): raw loops of a read pass then a read-write pass,
-# which NHWC training and backward cannot avoid. Inference has one pass, the streaming pass itself.
-FLOOR_IMPL = {"train_fwd": "train", "backward": "backward"}
+# which NHWC training and backward cannot avoid, measured with GroupNorm too. Inference has one pass, the streaming
+# pass itself; LayerNorm and RMSNorm normalise a row while it is in cache.
+FLOOR_IMPL = {"train_fwd": "train", "backward": "backward", "group_norm_fwd": "train", "group_norm_bwd": "backward"}
+
+
+def fmt_target(op, layout):
+    target = STREAM_TARGETS.get((op, layout))
+    return "-" if target is None else "%.1fx" % target
+
+
+def meets(op, layout, r):
+    target = STREAM_TARGETS.get((op, layout))
+    if target is None or r is None:
+        return "-"
+    return "yes" if r <= target else "no"
 
 
 def stream_table(res):
@@ -380,21 +489,23 @@ def stream_table(res):
     the two-pass floor over it where the run measured one: from the paired benchmark where the run has one, else
     from the separate benchmarks' medians."""
     table = Table(["op", "layout", "tensor", "MB", "in place / stream", "out of place / stream",
-                   "two-pass floor / stream", "target", "measured"],
-                  ["l", "l", "l", "r", "r", "r", "r", "r", "l"])
+                   "two-pass floor / stream", "target (in place)", "met", "measured"],
+                  ["l", "l", "l", "r", "r", "r", "r", "r", "l", "l"])
     for op in OPS:
-        for layout in LAYOUTS:
+        for layout in layouts_of(op):
             for c, hw, n in res.tensors(op, layout):
+                label = tensor_label(op, c, hw, n)
                 if (op, layout, "paired_stream", c, hw, n) in res.paired:
 
                     def cell(counter):
                         r, spread = res.paired_ratio(op, layout, "paired_stream", counter, c, hw, n)
                         return "-" if r is None else fmt_x(r) + ("~" if spread else "")
 
-                    table.add([op, layout.upper(), "%s N=%d" % (shape_label(c, hw), n), fmt_mb(n * c * hw * hw),
+                    r_in, _ = res.paired_ratio(op, layout, "paired_stream", "inplace_per_stream", c, hw, n)
+                    table.add([op, layout_title(layout), label, fmt_mb(n * c * hw * hw),
                                cell("inplace_per_stream"), cell("simdnorm_per_stream"),
                                cell("floor_per_stream") if op in FLOOR_IMPL else "-",
-                               "%.1fx" % STREAM_TARGETS[(op, layout)], "paired"])
+                               fmt_target(op, layout), meets(op, layout, r_in), "paired"])
                     continue
                 t_in = res.t(op, layout, "inplace", c, hw, n)
                 if t_in is None:
@@ -409,10 +520,37 @@ def stream_table(res):
                     t_floor = res.t(*key)
                     if t_floor is not None:
                         floor = fmt_x(ratio(t_floor, t_stream)) + res.noise_mark(key)
-                table.add([op, layout.upper(), "%s N=%d" % (shape_label(c, hw), n), fmt_mb(n * c * hw * hw),
+                table.add([op, layout_title(layout), label, fmt_mb(n * c * hw * hw),
                            fmt_x(ratio(t_in, t_stream)) + mark_in, fmt_x(ratio(t_out, t_stream)) + mark_out,
-                           floor, "%.1fx" % STREAM_TARGETS[(op, layout)], "separately"])
+                           floor, fmt_target(op, layout), meets(op, layout, ratio(t_in, t_stream)), "separately"])
     return table
+
+
+def peers_line(ctx):
+    """Which peers ran and which were skipped, and why (the suite's context says "skipped: ..." for those)."""
+    ran, skipped = [], []
+    for key, title in (("onednn", "oneDNN"), ("torch", "PyTorch")):
+        value = ctx.get(key)
+        if value is None:
+            skipped.append("%s (not known to this run)" % title)
+        elif value.startswith("skipped"):
+            why = value.split(": ", 1)[-1]
+            skipped.append("%s (%s)" % (title, why[len("not built: "):] if why.startswith("not built: ") else why))
+        else:
+            ran.append("%s %s" % (title, value))
+    line = "ran: " + (", ".join(ran) if ran else "none")
+    if skipped:
+        line += "; skipped: " + ", ".join(skipped)
+    return line
+
+
+def torch_line(ctx):
+    value = ctx.get("torch", "? (not in this run)")
+    if value.startswith("skipped") or value.startswith("?"):
+        return value
+    package = ctx.get("torch_package")
+    return "%s%s, ATen's kernels (at::native_*), RMSNorm as the composite x * rsqrt(mean(x^2) + eps) * gamma" % (
+        value, " (%s)" % package if package else "")
 
 
 def run_info(res, command, load_after=""):
@@ -432,10 +570,14 @@ def run_info(res, command, load_after=""):
                                                  ctx.get("mhz_per_cpu", "?"), caches)),
         ("load average", "%s at the start%s" % (", ".join("%.2f" % v for v in ctx.get("load_avg", [])),
                                                   ", %s at the end" % load_after if load_after else "")),
-        ("threads", "%s (simdnorm, oneDNN, streaming baseline); the naive reference is single-threaded"
-         % ctx.get("threads", "?")),
+        ("threads", "%s (simdnorm, oneDNN, streaming baseline%s); the naive reference is single-threaded"
+         % (ctx.get("threads", "?"), ", PyTorch: %s" % ctx["torch_threads"] if "torch_threads" in ctx else "")),
         ("simdnorm", "%s, kernels: %s" % (ctx.get("simdnorm_version", "?"), ctx.get("simdnorm_isa", "?"))),
+        ("peers", peers_line(ctx)),
         ("oneDNN", ctx.get("onednn", "?")),
+        ("PyTorch", torch_line(ctx)),
+        ("check", "every implementation once per op on small tensors against the reference before timing: %s"
+         % ctx.get("check", "? (not in this run)")),
         ("streaming baseline", "x = a*x + b in place, %s, threaded" % ctx.get("stream_isa", "?")),
         ("grid", ctx.get("grid", "?")),
         ("timing", "median of %s, each at least %s, after %s (naive: %s)" % (
@@ -448,15 +590,38 @@ def run_info(res, command, load_after=""):
     return lines
 
 
-def write_plots(res, out_dir, with_onednn):
+# The plots: per family, one PNG per layer (LayerNorm/RMSNorm: per width) measured at three batch sizes (row
+# counts) or more, a panel per op and layout.
+PLOT_FAMILIES = [
+    # ops, layouts, multiplot rows (a panel per op and layout, two a row), file stem, title of a layer, x label
+    (BN_OPS, ["nchw", "nhwc"], 3, "throughput_C%(c)d_HW%(hw)d",
+     lambda c, hw: "N x C matrix, C=%d" % c if hw == 1 else "ResNet-50 BN layer C=%d, %dx%d" % (c, hw, hw),
+     "batch size N"),
+    (ROW_OPS, ["rows"], 2, "throughput_rows_C%(c)d",
+     lambda c, hw: "LayerNorm and RMSNorm over rows of %d columns" % c, "rows"),
+    (GROUP_OPS, ["nchw", "nhwc"], 2, "throughput_groupnorm_C%(c)d_HW%(hw)d",
+     lambda c, hw: "GroupNorm (32 groups), C=%d, %dx%d" % (c, hw, hw), "batch size N"),
+]
+PLOT_STYLE = {
+    "simdnorm": ("pt 7 ps 1.3 lw 3 lc rgb '#1f77b4'", "simdnorm"),
+    "onednn": ("pt 5 ps 1.2 lw 2 lc rgb '#ff7f0e'", "oneDNN"),
+    "torch": ("pt 13 ps 1.3 lw 2 lc rgb '#2ca02c'", "PyTorch"),
+    "naive": ("pt 9 ps 1.2 lw 2 lc rgb '#7f7f7f'", "naive"),
+}
+
+
+def write_plots(res, out_dir):
     """One PNG per layer measured at three batch sizes or more: GB/s against N, a panel per op and layout."""
     gnuplot = shutil.which("gnuplot")
-    layers = []
-    for c, hw in res.layer_order:
-        batches = sorted({k[5] for k in res.time_ms if k[3] == c and k[4] == hw and k[2] == "simdnorm"})
-        if len(batches) >= 3:
-            layers.append((c, hw, batches))
-    if not layers:
+    jobs = []
+    for ops, layouts, grid_rows, stem_format, title_of, xlabel in PLOT_FAMILIES:
+        for c, hw in res.layer_order:
+            batches = sorted({k[5] for k in res.time_ms if k[0] in ops and k[3] == c and k[4] == hw
+                              and k[2] == "simdnorm"})
+            if len(batches) >= 3:
+                jobs.append((ops, layouts, grid_rows, stem_format % {"c": c, "hw": hw}, title_of(c, hw), xlabel, c,
+                             hw, batches))
+    if not jobs:
         return [], "no layer was measured at three batch sizes or more; no plot"
     if gnuplot is None:
         return [], "gnuplot is not installed; no plot (apt-get install gnuplot-nox)"
@@ -465,15 +630,14 @@ def write_plots(res, out_dir, with_onednn):
     os.makedirs(data_dir, exist_ok=True)
     pngs = []
     threads = res.context.get("threads", "?")
-    for c, hw, batches in layers:
-        stem = "throughput_C%d_HW%d" % (c, hw)
+    for ops, layouts, grid_rows, stem, title, xlabel, c, hw, batches in jobs:
         panels = []
         top = 0.0
-        for op in OPS:
-            for layout in LAYOUTS:
+        for op in ops:
+            for layout in layouts:
                 path = os.path.join(data_dir, "%s_%s_%s.dat" % (stem, op, layout))
                 with open(path, "w") as f:
-                    f.write("# N simdnorm naive onednn stream (GB/s; ? = not measured)\n")
+                    f.write("# N %s stream (GB/s; ? = not measured)\n" % " ".join(IMPLS))
                     for n in batches:
                         values = [res.gbs(op, layout, impl, c, hw, n) for impl in IMPLS] + [res.stream_gbs(c, hw, n)]
                         top = max([top] + [v for v in values if v is not None])
@@ -482,7 +646,7 @@ def write_plots(res, out_dir, with_onednn):
         png = os.path.join(out_dir, stem + ".png")
         script = os.path.join(data_dir, stem + ".gnuplot")
         with open(script, "w") as g:
-            g.write('set terminal pngcairo size 1400,1500 font "DejaVu Sans,12" noenhanced\n')
+            g.write('set terminal pngcairo size 1400,%d font "DejaVu Sans,12" noenhanced\n' % (100 + 470 * grid_rows))
             g.write("set output %s\n" % json.dumps(png))
             g.write("set datafile missing '?'\n")
             g.write("set logscale x 2\n")
@@ -491,21 +655,22 @@ def write_plots(res, out_dir, with_onednn):
             g.write("set yrange [0:%g]\n" % (top * 1.3 if top > 0 else 1))
             g.write("set grid lc rgb '#dddddd'\n")
             g.write("set key top right maxrows 2 samplen 2.5 opaque font ',11'\n")
-            g.write("set xlabel 'batch size N'\nset ylabel 'GB/s (minimum traffic / time)'\n")
-            g.write("set multiplot layout 3,2 title %s font ',15'\n" % json.dumps(
-                "Throughput against batch size: %s, %s threads, simdnorm %s kernels" % (
-                    "N x C matrix, C=%d" % c if hw == 1 else "ResNet-50 BN layer C=%d, %dx%d" % (c, hw, hw),
-                    threads, res.context.get("simdnorm_isa", "?"))))
+            g.write("set xlabel '%s'\nset ylabel 'GB/s (minimum traffic / time)'\n" % xlabel)
+            g.write("set multiplot layout %d,2 title %s font ',15'\n" % (grid_rows, json.dumps(
+                "Throughput against %s: %s, %s threads, simdnorm %s kernels" % (
+                    xlabel.replace("batch size N", "batch size"), title, threads,
+                    res.context.get("simdnorm_isa", "?")))))
             for op, layout, path in panels:
-                g.write("set title %s\n" % json.dumps("%s, %s" % (OP_TITLES[op], layout.upper())))
+                panel_title = OP_TITLES[op] if layout == "rows" else "%s, %s" % (OP_TITLES[op], layout.upper())
+                g.write("set title %s\n" % json.dumps(panel_title))
                 q = json.dumps(path)
-                parts = [
-                    "%s using 1:5 with lines dt 2 lw 3 lc rgb '#000000' title 'stream (roofline)'" % q,
-                    "%s using 1:2 with linespoints pt 7 ps 1.3 lw 3 lc rgb '#1f77b4' title 'simdnorm'" % q,
-                ]
-                if with_onednn:
-                    parts.append("%s using 1:4 with linespoints pt 5 ps 1.2 lw 2 lc rgb '#ff7f0e' title 'oneDNN'" % q)
-                parts.append("%s using 1:3 with linespoints pt 9 ps 1.2 lw 2 lc rgb '#7f7f7f' title 'naive'" % q)
+                parts = ["%s using 1:%d with lines dt 2 lw 3 lc rgb '#000000' title 'stream (roofline)'"
+                         % (q, len(IMPLS) + 2)]
+                for column, impl in enumerate(IMPLS, start=2):
+                    if impl not in ("simdnorm", "naive") and not res.has_op_impl(op, impl):
+                        continue
+                    style, name = PLOT_STYLE[impl]
+                    parts.append("%s using 1:%d with linespoints %s title '%s'" % (q, column, style, name))
                 g.write("plot " + ", \\\n     ".join(parts) + "\n")
             g.write("unset multiplot\n")
         proc = subprocess.run([gnuplot, script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -532,7 +697,6 @@ def main():
     if not res.time_ms and not res.errors:
         print("bench_report: no simdnorm_bench results in %s" % args.json, file=sys.stderr)
         return 1
-    with_onednn = res.has_impl("onednn")
 
     # Terminal: the detail tables, then the summary, so that the verdict is what stays on screen.
     info = run_info(res, args.command, args.load_after)
@@ -540,31 +704,39 @@ def main():
     for key, value in info:
         print("  %-22s %s" % (key + ":", value))
     for op in OPS:
-        for layout in LAYOUTS:
+        for layout in layouts_of(op):
             if not res.tensors(op, layout):
                 continue
             print()
-            print("%s, %s   (%s)" % (OP_TITLES[op], layout.upper(), BYTES_NOTE[op]))
-            print(detail_table(res, op, layout, with_onednn).text())
+            print("%s%s   (%s)" % (OP_TITLES[op], "" if layout == "rows" else ", " + layout.upper(), BYTES_NOTE[op]))
+            print(detail_table(res, op, layout).text())
     print()
     print("Summary: speed-up of simdnorm (time ratio) and its fraction of the streaming baseline (GB/s ratio)")
-    print(summary_table(res, with_onednn).text())
+    print(summary_table(res).text())
+    peers = peer_targets_table(res)
+    if peers.rows:
+        print()
+        print("LayerNorm, RMSNorm and GroupNorm against the peers, out of place (the issue's targets):")
+        print(peers.text())
     streams = stream_table(res)
     if streams.rows:
         print()
-        print("Against the streaming pass (time / time of one in-place pass over the same tensor):")
+        print("Against the streaming pass (time / time of one in-place pass over a tensor of the same size):")
         print(streams.text())
     noisy, timed = res.noisy_count()
     if noisy:
         print()
         print("%d of %d measurements are noisy. %s." % (noisy, timed, NOISE_NOTE))
+    if res.context.get("check", "").startswith("FAILED"):
+        print()
+        print("The check against the reference failed: %s" % res.context["check"])
     if res.errors:
         print()
         print("%d benchmark(s) failed:" % len(res.errors))
         for key, message in sorted(res.errors.items()):
             print("  %s/%s/%s/C:%d/HW:%d/N:%d: %s" % (key + (message,)))
 
-    pngs, plot_note = ([], "plots skipped (--no-plot)") if args.no_plot else write_plots(res, out_dir, with_onednn)
+    pngs, plot_note = ([], "plots skipped (--no-plot)") if args.no_plot else write_plots(res, out_dir)
 
     # report.md: the same tables, with the context and the method.
     md = ["# simdnorm benchmark report", ""]
@@ -572,30 +744,45 @@ def main():
     md += ["", "## Summary", "",
            "Speed-up = time of the other implementation / time of simdnorm, geometric mean over the tensors "
            "measured; worst = the smallest ratio and where it occurs. *Of stream* = simdnorm's GB/s over the "
-           "streaming baseline's GB/s on a tensor of the same size.", "",
-           summary_table(res, with_onednn).markdown(), ""]
+           "streaming baseline's GB/s on a tensor of the same size. Against oneDNN and PyTorch the ratios come "
+           "from paired benchmarks where the run has them (see below).", "",
+           summary_table(res).markdown(), ""]
+    if peers.rows:
+        md += ["## LayerNorm, RMSNorm and GroupNorm against the peers", "",
+               "Out of place, like the peers: the geometric mean of the speed-ups over every tensor, op and layout of "
+               "the three norms that the peer runs, and the slowest case, against the issue's targets (at least 2x "
+               "over PyTorch, 1.5x over oneDNN's LayerNorm, and no case slower than either). oneDNN 2.6 has no "
+               "GroupNorm or RMSNorm primitive. PyTorch 1.13 has no RMSNorm: its figures are those of the composite "
+               "`x * rsqrt(x.pow(2).mean(-1, keepdim) + eps) * gamma` a user writes, whose backward runs through "
+               "autograd (the graph built once outside the timing loop, each call `torch::autograd::grad` over it), "
+               "so RMSNorm's backward is the one figure that includes autograd's engine and several elementwise "
+               "passes, as a user's would.", "", peers.markdown(), ""]
     if noisy:
         md += ["%d of %d measurements are noisy. %s." % (noisy, timed, NOISE_NOTE.replace("~", "\\~")), ""]
-    streams = stream_table(res)
     if streams.rows:
         md += ["## Against the streaming pass", "",
                "Tensors beyond the last-level cache: the time of simdnorm, in place (y = x, dx = dy) and out of "
-               "place, over the time of one in-place streaming pass `x = a*x + b` over a tensor of the same size; "
-               "the target is the issue's. *Paired*: the streaming pass, simdnorm in place and out of place and "
-               "the floor ran in alternation in one benchmark (a block of calls each, about 1 ms, in rotating "
-               "order), and each figure is the median over the rounds of the median of the per-iteration ratios, "
-               "so that the machine's swings in bandwidth (up to 2x from one second to the next when shared) "
-               "cancel out; *separately*: the ratio of the separate benchmarks' median times. NHWC training and "
-               "backward read the tensor twice by necessity (every row's statistics come before the first row can be normalised), so "
-               "1.5x and 2.5x are their floor when a read-only pass costs half a read-write one. *Two-pass floor* "
-               "measures it: raw loops, threaded like the streaming pass, that read the tensor (x; x and dy) and "
-               "then make one read-write pass over it (x = a*x + b; dy = a*dy + b*x), nothing else, in the same "
-               "round. NCHW can go below it, since each channel's second pass finds the channel in L2.", "",
-               streams.markdown(), ""]
+               "place, over the time of one in-place streaming pass `x = a*x + b` over a tensor of the same size as "
+               "x; the target is the issues' (*met*: in place within it). The streaming pass moves 2 tensor sizes "
+               "(x read and written once), for the backward calls too: a backward call reads x and dy and writes "
+               "dx, 3 tensor sizes at the least, so 1.5x is its floor when reads and writes cost the same, and the "
+               "1.8x target of LayerNorm and RMSNorm leaves 20 % over it. *Paired*: the streaming pass, simdnorm in "
+               "place and out of place and the floor ran in alternation in one benchmark (a block of calls each, "
+               "about 1 ms, in rotating order), and each figure is the median over the rounds of the median of the "
+               "per-iteration ratios, so that the machine's swings in bandwidth (up to 2x from one second to the "
+               "next when shared) cancel out; *separately*: the ratio of the separate benchmarks' median times. NHWC "
+               "batch-norm training and backward read the tensor twice by necessity (every row's statistics come "
+               "before the first row can be normalised), so 1.5x and 2.5x are their floor when a read-only pass "
+               "costs half a read-write one. *Two-pass floor* measures it: raw loops, threaded like the streaming "
+               "pass, that read the tensor (x; x and dy) and then make one read-write pass over it (x = a*x + b; "
+               "dy = a*dy + b*x), nothing else, in the same round; it is shown for GroupNorm too, whose NHWC groups "
+               "span a whole image. NCHW can go below it, since each channel's (group's) second pass finds it in "
+               "L2.", "", streams.markdown(), ""]
     if pngs:
         md += ["## Throughput against batch size", "",
-               "GB/s of each implementation against N, one panel per operation and layout; the dashed line is the "
-               "streaming baseline, the roofline of one read and one write of the tensor.", ""]
+               "GB/s of each implementation against N (LayerNorm and RMSNorm: against the number of rows), one "
+               "panel per operation and layout; the dashed line is the streaming baseline, the roofline of one read "
+               "and one write of the tensor.", ""]
         md += ["![%s](%s)" % (os.path.basename(p), os.path.basename(p)) for p in pngs] + [""]
     elif plot_note:
         md += ["*%s*" % plot_note, ""]
@@ -603,39 +790,63 @@ def main():
            "- **Times** are wall-clock (Google Benchmark `UseRealTime`) per call, the median over the rounds (the "
            "whole grid runs several times over, so the measurements of one benchmark are minutes apart).",
            "- **GB/s** is the *minimum* memory traffic of the operation divided by the time, counted the same way for "
-           "every implementation: training forward 3 tensor sizes (x read for the statistics and again to normalise, "
-           "y written), inference forward 2 (x read, y written), backward 3 (x and dy read, dx written); per-channel "
-           "arrays are ignored. A backward that reads x and dy twice (statistics, then dx) cannot exceed 3/5 of the "
-           "streaming baseline on tensors larger than the caches.",
+           "every implementation: batch-norm training forward 3 tensor sizes (x read for the statistics and again "
+           "to normalise, y written), every other forward 2 (x read, y written: inference, and LayerNorm, RMSNorm "
+           "and GroupNorm, which can normalise a row or group while it is in cache), every backward 3 (x and dy "
+           "read, dx written); per-channel, per-column and per-row arrays are ignored. A backward that reads x and "
+           "dy twice (statistics, then dx) cannot exceed 3/5 of the streaming baseline on tensors larger than the "
+           "caches.",
+           "- **Shapes**: batch norm on ResNet-50's layers (C x H x W at batch N) and an N x C matrix; LayerNorm "
+           "and RMSNorm over the rows of a rows x cols matrix (benchmark names `.../C:<cols>/HW:1/N:<rows>`); "
+           "GroupNorm with 32 groups on C x H x W at batch N, in both layouts.",
            "- **Streaming baseline**: one in-place pass `x = a*x + b` over a tensor of the same size, vectorised and "
            "threaded like the kernels: one read and one write per element, what the memory system allows. Small "
            "tensors (up to a few MB) stay in the caches between iterations for every implementation alike.",
            "- **Naive** is simdnorm's scalar reference (`simdnorm_reference_*`, double accumulation, single thread; "
            "in NHWC it walks the tensor one channel at a time with a stride of C). It is timed for a short minimum "
-           "time in the first round only, to bound the run time (see *timing* above).",
-           "- **oneDNN** runs its batch normalisation primitive (created before timing) on the same buffers; the "
-           "N x C matrix is described to it as NHWC in both layouts, the description that reaches its JIT kernel "
-           "for those bytes. Its plain-NCHW kernel is the generic `ncsp` one.",
-           "- All implementations run out of place on the same 64-byte aligned, deterministically filled buffers.",
-           "- **Speed-ups against oneDNN** come from paired benchmarks where the run has them: simdnorm and oneDNN "
-           "timed in alternation in one benchmark, blocks of about 1 ms each in rotating order, the median of the "
-           "per-iteration ratios, then the median over the rounds. The times in the tables are those of the "
-           "separate benchmarks.",
+           "time in the first round only, to bound the run time (see *timing* above); for LayerNorm, RMSNorm and "
+           "GroupNorm on tensors up to 16 MB only.",
+           "- **oneDNN** runs its batch normalisation and layer normalisation primitives (created before timing) on "
+           "the same buffers; the N x C matrix is described to it as NHWC in both layouts, the description that "
+           "reaches its JIT kernel for those bytes. Its plain-NCHW batch-norm kernel is the generic `ncsp` one.",
+           "- **PyTorch** runs ATen's CPU kernels directly (`at::native_batch_norm`, `_backward`, "
+           "`at::native_layer_norm`, `_backward`, `at::native_group_norm`, `_backward`), under `c10::InferenceMode`, "
+           "on tensors that wrap the same buffers (`from_blob`; NHWC as channels_last), so that the timing is the "
+           "kernels' and not autograd's graph building; its intra-op threads are set to simdnorm's count "
+           "(`at::set_num_threads`, the same OpenMP runtime). Its outputs are allocated by each call, as in "
+           "PyTorch, through a caching allocator that the suite installs (a freed block serves the next request of "
+           "its size), so that large outputs cost no fresh mmap and page faults at every call. Two exceptions "
+           "follow what a 1.13 user gets: RMSNorm (see above), and GroupNorm's NHWC backward, which runs on contiguous copies of x and dy and returns dx in "
+           "NCHW, as 1.13's autograd calls it (its kernel reads channels_last inputs as if contiguous: the check "
+           "below finds dx wrong by the order of the values).",
+           "- **The check**: before timing, every implementation (simdnorm and each peer, through the very code "
+           "the benchmarks time) runs once per op and layout on small tensors, and its outputs (y, or dx, dgamma "
+           "and dbeta) are compared with the reference's on the same inputs, to 1e-3 of their scale; a failure is "
+           "an error of the run. The backward calls of LayerNorm, RMSNorm and GroupNorm get the statistics of x "
+           "itself, as the forward pass saves them.",
+           "- All implementations run out of place on the same 64-byte aligned, deterministically filled buffers, "
+           "except the in-place figures against the streaming pass.",
+           "- **Speed-ups against oneDNN and PyTorch** come from paired benchmarks where the run has them: simdnorm "
+           "and its peers timed in alternation in one benchmark, blocks of about 1 ms each in rotating order, the "
+           "median of the per-iteration ratios, then the median over the rounds. The times in the tables are those "
+           "of the separate benchmarks.",
            ""]
-    labels = {}
-    for key, label in res.labels.items():
-        if key[2] == "onednn":
-            labels.setdefault((key[0], key[1]), set()).add(label)
-    if labels:
-        md += ["oneDNN implementations selected: " + "; ".join(
-            "%s %s: %s" % (op, layout.upper(), ", ".join(sorted(labels[(op, layout)])))
-            for op in OPS for layout in LAYOUTS if (op, layout) in labels) + ".", ""]
+    for impl, title in PEERS:
+        labels = {}
+        for key, label in res.labels.items():
+            if key[2] == impl:
+                labels.setdefault((key[0], key[1]), set()).add(label)
+        if labels:
+            md += ["%s implementations: " % title + "; ".join(
+                "%s %s: %s" % (op, layout_title(layout), ", ".join(sorted(labels[(op, layout)])))
+                for op in OPS for layout in layouts_of(op) if (op, layout) in labels) + ".", ""]
     for op in OPS:
-        for layout in LAYOUTS:
+        for layout in layouts_of(op):
             if not res.tensors(op, layout):
                 continue
-            md += ["## %s, %s" % (OP_TITLES[op].capitalize(), layout.upper()), "", BYTES_NOTE[op] + ".", "",
-                   detail_table(res, op, layout, with_onednn).markdown(), ""]
+            md += ["## %s%s" % (OP_TITLES[op][0].upper() + OP_TITLES[op][1:],
+                                "" if layout == "rows" else ", " + layout.upper()), "", BYTES_NOTE[op] + ".", "",
+                   detail_table(res, op, layout).markdown(), ""]
     if res.errors:
         md += ["## Failures", ""] + ["- `%s/%s/%s/C:%d/HW:%d/N:%d`: %s" % (key + (message,))
                                      for key, message in sorted(res.errors.items())] + [""]
