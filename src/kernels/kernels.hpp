@@ -520,11 +520,9 @@ struct Kernels {
     std::size_t distance, until;
     std::size_t span = 0;
   };
-  // NCHW planes of a few hundred floats (7x7, 14x14) are pieces of a few cache lines, N of them a channel, each a
-  // plane stride apart: no hardware prefetcher follows that, and the next piece alone is too little in flight. A
-  // walk with RunWalk::fetch_floats fetches that block of a run kShortRunAheadFloats / fetch_floats runs ahead, whole,
-  // about 4 KB in flight. (One core, 64x2048x7x7 channel by channel, 25.7 MB: 4.0 ms with no prefetch, 3.1 ms
-  // fetching each channel's own pieces, 1.4 ms fetching the pieces of 16 adjacent channels.)
+  // NCHW planes of a few hundred floats (7x7, 14x14), a plane stride apart, defeat the hardware prefetchers: a walk
+  // with RunWalk::fetch_floats fetches that block of a run kShortRunAheadFloats / fetch_floats runs ahead, about 4 KB
+  // in flight (64x2048x7x7 on one core: 4.0 ms without, 1.4 ms with; docs/design.md).
   static constexpr std::size_t kShortRunAheadFloats = 1024;
   static void prefetch_span(const float* p, std::size_t len) {
     const auto first = reinterpret_cast<std::uintptr_t>(p) / 64 * 64;
@@ -533,10 +531,7 @@ struct Kernels {
       _mm_prefetch(reinterpret_cast<const char*>(line), _MM_HINT_T0);
     }
   }
-  // Within a run longer than RunWalk::next_run_floats, the hardware prefetchers alone fall behind moments_run's loads: a
-  // single 16 MB run was read at 35 GB/s against 42-49 GB/s for a plain read loop on one core, and at 48 GB/s (median
-  // of 15) when the pass also touches the block 8 KB ahead. grad_sums_run, with two streams, gained nothing (42 GB/s
-  // either way) and does not fetch within runs.
+  // Runs longer than RunWalk::next_run_floats: moments_run touches 8 KB ahead (one 16 MB run: 35 -> 48 GB/s).
   static constexpr std::size_t kInRunAheadFloats = 2048;
 
   // Calls visit(start, len, ahead) for each run of the walk: its offset, its length, and what to prefetch while it
